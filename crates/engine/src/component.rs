@@ -1,0 +1,113 @@
+//! The three kinds of components a pipeline is made of, and what they promise.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cdc_state::Offsets;
+
+use crate::error::EngineError;
+use crate::event::ChangeEvent;
+use crate::metrics::ComponentMetrics;
+
+/// What a sink guarantees about the changes it receives, given that the engine replays
+/// everything after the last committed checkpoint on restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryGuarantee {
+    /// Each change reaches the target at least once; a crash may repeat changes after the last
+    /// checkpoint.
+    AtLeastOnce,
+    /// Replays are harmless: the target ends up as if every change was applied once (idempotent
+    /// writes such as upsert by primary key).
+    ExactlyOnceInEffect,
+    /// Each change is published exactly once (transactions committed with the checkpoint).
+    ExactlyOnce,
+}
+
+/// Reads changes from an external system.
+///
+/// The engine drives it: `open` once, then `next` repeatedly; between calls it asks for
+/// [`Source::offsets`] to cut a checkpoint barrier.
+#[async_trait]
+pub trait Source: Send {
+    /// Connect and position every channel just after `resume` (exclusive), or at the configured
+    /// start for channels that have no resume offset.
+    async fn open(&mut self, resume: &Offsets) -> Result<(), EngineError>;
+
+    /// The next change, or `None` when the source has no more data (bounded sources only).
+    ///
+    /// Must be cancel-safe: the engine may drop the future to cut a barrier and call again.
+    async fn next(&mut self) -> Result<Option<ChangeEvent>, EngineError>;
+
+    /// Per channel, the offset up to which every change has already been returned by `next`.
+    /// A checkpoint stores these; a restart resumes after them.
+    fn offsets(&self) -> Offsets;
+
+    /// Release connections. Called once at the end.
+    async fn close(&mut self) {}
+}
+
+/// Transforms changes one at a time (filters, name mapping). Runs fused in the source task.
+pub trait Operator: Send {
+    /// Identifier used in logs and metrics.
+    fn name(&self) -> &str;
+
+    /// Return the (possibly changed) change, or `None` to drop it.
+    fn process(&mut self, event: ChangeEvent) -> Result<Option<ChangeEvent>, EngineError>;
+}
+
+/// Information a sink gets from the engine.
+#[derive(Clone)]
+pub struct SinkContext {
+    /// Pipeline (task) name.
+    pub pipeline: String,
+    /// This sink's id in the pipeline.
+    pub sink_id: String,
+    /// The sink's last committed offsets (changes at or before them are not delivered again).
+    pub committed: Arc<Offsets>,
+    /// The sink's metrics; call [`ComponentMetrics::written`] after every successful write.
+    pub metrics: ComponentMetrics,
+}
+
+/// Writes changes to an external system.
+///
+/// Order of calls: `open`, then any number of `write` and `tick`; at every checkpoint barrier
+/// `flush` (after which everything written must be durable on the target), the engine stores
+/// the checkpoint, then `commit`. Errors are returned, never panicked; a returned error stops
+/// the pipeline with that error as its reason.
+#[async_trait]
+pub trait Sink: Send {
+    /// The guarantee this sink gives, shown to operators and checked against configuration.
+    fn delivery(&self) -> DeliveryGuarantee;
+
+    /// Connect and prepare. The default does nothing.
+    async fn open(&mut self, _ctx: &SinkContext) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Accept one change. The sink may buffer it; order per source channel must be kept.
+    async fn write(&mut self, event: Arc<ChangeEvent>) -> Result<(), EngineError>;
+
+    /// Make every change accepted so far durable on the target.
+    async fn flush(&mut self) -> Result<(), EngineError>;
+
+    /// The checkpoint of `epoch` is stored: finish what depends on it (e.g. commit a
+    /// transaction, publish files). The default does nothing.
+    async fn commit(&mut self, _epoch: u64) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// How often `tick` is called while no change arrives (for time-based batch flushes).
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Periodic work such as flushing a batch that has waited long enough.
+    async fn tick(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Release connections. Called once when the pipeline stops.
+    async fn close(&mut self) {}
+}

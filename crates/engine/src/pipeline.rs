@@ -1,0 +1,435 @@
+//! Runs a pipeline: a source (with its fused operators) feeding every sink through bounded
+//! channels, with checkpoint barriers flowing in-band.
+//!
+//! ```text
+//!  source ─► operators ─►┬─ bounded ─► sink A ── flush ─► commit A's offsets ─► A.commit()
+//!                        └─ bounded ─► sink B ── flush ─► commit B's offsets ─► B.commit()
+//! ```
+//!
+//! * Every `checkpoint_interval` the source task asks the source for its offsets and sends a
+//!   [`Barrier`] after the changes they cover. Each sink, on receiving it, flushes, stores the
+//!   barrier's offsets as its own checkpoint and then commits. Sinks therefore keep separate
+//!   positions: one sink being down or slow never loses another's progress.
+//! * On start, each channel resumes after the smallest offset any sink committed; a sink skips
+//!   the changes at or before its own committed offset, so none is written twice by the engine.
+//! * A full sink channel blocks the source (backpressure): memory stays bounded by the channel
+//!   capacities.
+//! * Stop: the source cuts a final barrier, sinks flush and commit it, then the pipeline ends.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cdc_state::{Offsets, StateStore};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::component::{Operator, Sink, SinkContext, Source};
+use crate::error::EngineError;
+use crate::event::ChangeEvent;
+use crate::metrics::ComponentMetrics;
+
+/// A checkpoint barrier: every change sent before it is covered by `offsets`.
+#[derive(Debug, Clone)]
+pub struct Barrier {
+    /// Increasing checkpoint number.
+    pub epoch: u64,
+    /// Source offsets (per channel) that the changes before the barrier reach.
+    pub offsets: Arc<Offsets>,
+    /// The pipeline stops after this barrier.
+    pub then_stop: bool,
+}
+
+/// What flows from the source to the sinks.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// A change.
+    Change(Arc<ChangeEvent>),
+    /// A checkpoint barrier.
+    Barrier(Barrier),
+}
+
+/// Tuning of a pipeline run.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// How often a checkpoint is cut.
+    pub checkpoint_interval: Duration,
+    /// Capacity (in changes) of each channel between source and a sink.
+    pub channel_capacity: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: Duration::from_secs(1),
+            channel_capacity: 64,
+        }
+    }
+}
+
+/// A pipeline ready to run.
+pub struct Pipeline {
+    /// Name, also the key of its checkpoints in the state store.
+    pub name: String,
+    /// Where changes come from.
+    pub source: Box<dyn Source>,
+    /// Transforms applied in order.
+    pub operators: Vec<Box<dyn Operator>>,
+    /// Sinks by id; every sink receives every change.
+    pub sinks: Vec<(String, Box<dyn Sink>)>,
+    /// Tuning.
+    pub options: PipelineOptions,
+}
+
+/// Live counters of a running pipeline, for progress lines and the task API.
+#[derive(Debug, Default)]
+pub struct PipelineStatus {
+    /// Changes read from the source.
+    pub events_read: AtomicU64,
+    /// Rows in the changes read.
+    pub rows_read: AtomicU64,
+    /// Hybrid timestamp of the last change read.
+    pub last_read_ts: AtomicU64,
+    /// Last epoch committed by every sink.
+    pub committed_epoch: AtomicU64,
+    committed: Mutex<BTreeMap<String, Offsets>>,
+}
+
+impl PipelineStatus {
+    /// The last committed offsets of each sink.
+    pub fn committed_offsets(&self) -> BTreeMap<String, Offsets> {
+        self.committed.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// Handle on a running pipeline.
+pub struct RunningPipeline {
+    stop: CancellationToken,
+    /// Live counters.
+    pub status: Arc<PipelineStatus>,
+    join: tokio::task::JoinHandle<Result<(), EngineError>>,
+}
+
+impl RunningPipeline {
+    /// Ask the pipeline to stop after a final checkpoint.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// True once the pipeline has ended (stopped or failed).
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    /// Wait for the end; the error is the first failure of any component.
+    pub async fn join(self) -> Result<(), EngineError> {
+        match self.join.await {
+            Ok(r) => r,
+            Err(e) => Err(EngineError::internal(
+                "pipeline",
+                format!("pipeline task ended abnormally: {e}"),
+            )),
+        }
+    }
+}
+
+impl Pipeline {
+    /// Start the pipeline on the current tokio runtime.
+    pub fn spawn(self, store: Arc<dyn StateStore>) -> RunningPipeline {
+        let stop = CancellationToken::new();
+        let status = Arc::new(PipelineStatus::default());
+        let join = tokio::spawn(run(self, store, stop.clone(), status.clone()));
+        RunningPipeline { stop, status, join }
+    }
+
+    /// Run to completion (until `stop` is cancelled, the source ends, or a component fails).
+    pub async fn run(
+        self,
+        store: Arc<dyn StateStore>,
+        stop: CancellationToken,
+    ) -> Result<(), EngineError> {
+        run(self, store, stop, Arc::new(PipelineStatus::default())).await
+    }
+}
+
+/// Per channel, the smallest offset committed by any sink that has one.
+fn resume_offsets(checkpoints: &[Offsets]) -> Offsets {
+    let mut out = Offsets::new();
+    for cp in checkpoints {
+        for (ch, off) in cp {
+            out.entry(ch.clone())
+                .and_modify(|cur| {
+                    if off < cur {
+                        *cur = off.clone();
+                    }
+                })
+                .or_insert_with(|| off.clone());
+        }
+    }
+    out
+}
+
+async fn run(
+    p: Pipeline,
+    store: Arc<dyn StateStore>,
+    stop: CancellationToken,
+    status: Arc<PipelineStatus>,
+) -> Result<(), EngineError> {
+    let Pipeline {
+        name,
+        mut source,
+        mut operators,
+        sinks,
+        options,
+    } = p;
+    if sinks.is_empty() {
+        return Err(EngineError::config("pipeline", "a pipeline needs at least one sink"));
+    }
+
+    // Load every sink's checkpoint (blocking I/O off the runtime threads).
+    let mut checkpoints = Vec::new();
+    for (id, _) in &sinks {
+        let (st, pipe, sid) = (store.clone(), name.clone(), id.clone());
+        let cp = tokio::task::spawn_blocking(move || st.load(&pipe, &sid))
+            .await
+            .map_err(|e| EngineError::internal("state", e.to_string()))??;
+        checkpoints.push(cp);
+    }
+    let resume = resume_offsets(&checkpoints.iter().map(|c| c.offsets.clone()).collect::<Vec<_>>());
+    let first_epoch = checkpoints.iter().map(|c| c.epoch).max().unwrap_or(0) + 1;
+    info!(
+        message = "Starting pipeline.",
+        pipeline = %name,
+        sinks = sinks.len(),
+        resume_channels = resume.len(),
+        first_epoch
+    );
+
+    // Sinks first, so a sink that cannot connect fails the start before the source reads.
+    let mut tasks: JoinSet<Result<(), EngineError>> = JoinSet::new();
+    let mut senders = Vec::new();
+    for ((id, mut sink), cp) in sinks.into_iter().zip(checkpoints) {
+        let ctx = SinkContext {
+            pipeline: name.clone(),
+            sink_id: id.clone(),
+            committed: Arc::new(cp.offsets),
+            metrics: ComponentMetrics::new(&name, &format!("sink.{id}")),
+        };
+        sink.open(&ctx).await?;
+        info!(
+            message = "Sink opened.",
+            pipeline = %name,
+            sink = %id,
+            delivery = ?sink.delivery(),
+            committed_epoch = cp.epoch
+        );
+        let (tx, rx) = mpsc::channel(options.channel_capacity.max(1));
+        senders.push(tx);
+        tasks.spawn(run_sink(sink, ctx, rx, store.clone(), status.clone()));
+    }
+    source.open(&resume).await?;
+    let src_metrics = ComponentMetrics::new(&name, "source");
+    let source_stop = stop.clone();
+    let interval = options.checkpoint_interval;
+    let src_status = status.clone();
+    tasks.spawn(async move {
+        let r = run_source(
+            &mut *source,
+            &mut operators,
+            senders,
+            source_stop,
+            interval,
+            first_epoch,
+            src_metrics,
+            src_status,
+        )
+        .await;
+        source.close().await;
+        r
+    });
+
+    // The first failure stops everything; its error is the pipeline's.
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let r = joined.unwrap_or_else(|e| {
+            Err(EngineError::internal("pipeline", format!("task ended abnormally: {e}")))
+        });
+        if let Err(e) = r {
+            if result.is_ok() {
+                warn!(message = "Pipeline component failed; stopping.", pipeline = %name, error = %e);
+                result = Err(e);
+            }
+            stop.cancel();
+            tasks.abort_all();
+        }
+    }
+    info!(message = "Pipeline ended.", pipeline = %name, ok = result.is_ok());
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_source(
+    source: &mut dyn Source,
+    operators: &mut [Box<dyn Operator>],
+    senders: Vec<mpsc::Sender<Message>>,
+    stop: CancellationToken,
+    interval: Duration,
+    first_epoch: u64,
+    metrics: ComponentMetrics,
+    status: Arc<PipelineStatus>,
+) -> Result<(), EngineError> {
+    let mut epoch = first_epoch;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut last_offsets: Option<Offsets> = None;
+    let mut changed_since_barrier = false;
+
+    let send_all = |msg: Message| {
+        let senders = &senders;
+        async move {
+            for tx in senders {
+                if tx.send(msg.clone()).await.is_err() {
+                    // A sink ended; its own error is reported by its task.
+                    return Err(());
+                }
+            }
+            Ok(())
+        }
+    };
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                let offsets = source.offsets();
+                let b = Barrier { epoch, offsets: Arc::new(offsets), then_stop: true };
+                let _ = send_all(Message::Barrier(b)).await;
+                return Ok(());
+            }
+            _ = ticker.tick() => {
+                let offsets = source.offsets();
+                if !changed_since_barrier && last_offsets.as_ref() == Some(&offsets) {
+                    continue;
+                }
+                debug!(message = "Cutting checkpoint barrier.", epoch);
+                let b = Barrier { epoch, offsets: Arc::new(offsets.clone()), then_stop: false };
+                if send_all(Message::Barrier(b)).await.is_err() {
+                    return Ok(());
+                }
+                last_offsets = Some(offsets);
+                changed_since_barrier = false;
+                epoch += 1;
+            }
+            next = source.next() => {
+                let Some(mut event) = next? else {
+                    // End of data: a final barrier so everything read is committed.
+                    let b = Barrier { epoch, offsets: Arc::new(source.offsets()), then_stop: true };
+                    let _ = send_all(Message::Barrier(b)).await;
+                    return Ok(());
+                };
+                metrics.events_in.inc();
+                status.events_read.fetch_add(1, Ordering::Relaxed);
+                status.rows_read.fetch_add(event.op.rows() as u64, Ordering::Relaxed);
+                status.last_read_ts.store(event.position.ts, Ordering::Relaxed);
+                changed_since_barrier = true;
+                let mut keep = true;
+                for op in operators.iter_mut() {
+                    match op.process(event)? {
+                        Some(e) => event = e,
+                        None => { keep = false; break; }
+                    }
+                }
+                if !keep { continue; }
+                metrics.events_out.inc();
+                if send_all(Message::Change(Arc::new(event))).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+async fn run_sink(
+    mut sink: Box<dyn Sink>,
+    ctx: SinkContext,
+    mut rx: mpsc::Receiver<Message>,
+    store: Arc<dyn StateStore>,
+    status: Arc<PipelineStatus>,
+) -> Result<(), EngineError> {
+    let r = sink_loop(&mut *sink, &ctx, &mut rx, &store, &status).await;
+    if let Err(e) = &r {
+        ctx.metrics.error(&format!("{:?}", e.kind));
+    }
+    sink.close().await;
+    r
+}
+
+async fn sink_loop(
+    sink: &mut dyn Sink,
+    ctx: &SinkContext,
+    rx: &mut mpsc::Receiver<Message>,
+    store: &Arc<dyn StateStore>,
+    status: &PipelineStatus,
+) -> Result<(), EngineError> {
+    let tick = sink.tick_interval();
+    let mut ticker = tokio::time::interval(tick.unwrap_or(Duration::from_secs(3600)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = ticker.tick(), if tick.is_some() => {
+                sink.tick().await?;
+                continue;
+            }
+        };
+        let Some(msg) = msg else { return Ok(()) };
+        match msg {
+            Message::Change(ev) => {
+                if let Some(done) = ctx.committed.get(&*ev.position.channel) {
+                    if ev.position.offset <= *done {
+                        debug!(message = "Skipping change already committed by this sink.",
+                               sink = %ctx.sink_id, channel = %ev.position.channel);
+                        continue;
+                    }
+                }
+                ctx.metrics.events_in.inc();
+                sink.write(ev).await?;
+            }
+            Message::Barrier(b) => {
+                let started = Instant::now();
+                sink.flush().await?;
+                let (st, pipe, sid, offsets) = (
+                    store.clone(),
+                    ctx.pipeline.clone(),
+                    ctx.sink_id.clone(),
+                    b.offsets.clone(),
+                );
+                tokio::task::spawn_blocking(move || st.commit(&pipe, &sid, b.epoch, &offsets))
+                    .await
+                    .map_err(|e| EngineError::internal("state", e.to_string()))??;
+                sink.commit(b.epoch).await?;
+                ctx.metrics.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
+                ctx.metrics.epoch.set(b.epoch as i64);
+                status.committed_epoch.store(b.epoch, Ordering::Relaxed);
+                if let Ok(mut m) = status.committed.lock() {
+                    let e = m.entry(ctx.sink_id.clone()).or_default();
+                    for (k, v) in b.offsets.iter() {
+                        e.insert(k.clone(), v.clone());
+                    }
+                }
+                debug!(message = "Checkpoint committed.", sink = %ctx.sink_id, epoch = b.epoch);
+                if b.then_stop {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
