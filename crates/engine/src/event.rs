@@ -37,6 +37,10 @@ pub struct ChangeEvent {
     pub collection: String,
     /// Source collection id (0 when unknown or not applicable).
     pub collection_id: i64,
+    /// The collection's definition as the source knew it when the change was read (set for DML
+    /// and collection-level DDL when known). Lets sinks create a missing target collection,
+    /// find the primary key and derive row schemas without asking the source again.
+    pub collection_def: Option<Arc<CollectionDef>>,
     /// What happened.
     pub op: Op,
 }

@@ -24,6 +24,7 @@ fn event(channel: &str, n: u64) -> ChangeEvent {
         database: "default".into(),
         collection: "c".into(),
         collection_id: 1,
+        collection_def: None,
         op: Op::Ddl(Ddl::Flush),
     }
 }
