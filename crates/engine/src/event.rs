@@ -7,15 +7,14 @@ use std::sync::Arc;
 
 use cdc_protocol::common::KeyValuePair;
 use cdc_protocol::milvus;
-use cdc_protocol::schema::{CollectionSchema, FieldData, Ids};
-use serde::Serialize;
+use cdc_protocol::schema::{CollectionSchema, FieldData, IDs};
 
 /// An opaque, order-preserving position inside one source channel (for Kafka: the offset as
 /// 8 big-endian bytes). Comparing two offsets of the same channel compares their bytes.
 pub type Offset = Vec<u8>;
 
 /// Where a change was read: the source channel, its position there and its hybrid timestamp.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcePosition {
     /// Source channel (for Milvus: the physical channel, e.g. `by-dev-rootcoord-dml_0`, or the
     /// replicate channel).
@@ -87,7 +86,7 @@ pub struct DeleteBatch {
     /// Number of keys.
     pub num_rows: usize,
     /// The keys (int64 or varchar).
-    pub primary_keys: Ids,
+    pub primary_keys: IDs,
 }
 
 /// Full definition of a collection, as needed to create it elsewhere.

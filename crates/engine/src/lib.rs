@@ -17,6 +17,4 @@ pub use error::{EngineError, ErrorKind};
 pub use event::{
     ChangeEvent, CollectionDef, Ddl, DeleteBatch, Offset, Op, RowBatch, SourcePosition,
 };
-pub use pipeline::{
-    Barrier, Message, Pipeline, PipelineOptions, PipelineStatus, RunningPipeline,
-};
+pub use pipeline::{Barrier, Message, Pipeline, PipelineOptions, PipelineStatus, RunningPipeline};

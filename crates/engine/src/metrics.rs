@@ -96,7 +96,9 @@ fn families() -> &'static Families {
             checkpoint_seconds: hist(
                 "milvus_cdc_checkpoint_duration_seconds",
                 "Time from a barrier reaching a sink to its checkpoint being stored.",
-                vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                vec![
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
             ),
             epoch: gauge(
                 "milvus_cdc_checkpoint_epoch",
@@ -111,7 +113,9 @@ fn families() -> &'static Families {
             lag_seconds: hist(
                 "milvus_cdc_write_lag_seconds",
                 "Per write: seconds between the source timestamp of a change and its write.",
-                vec![0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0],
+                vec![
+                    0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ],
             ),
             batch_rows: hist(
                 "milvus_cdc_batch_rows",
@@ -126,7 +130,13 @@ fn families() -> &'static Families {
             replicate_cnt: counter(
                 "milvus_cdc_replicate_data_cnt",
                 "Rows replicated (milvus-cdc name).",
-                &["task_id", "collection_id", "collection_name", "op_type", "api_type"],
+                &[
+                    "task_id",
+                    "collection_id",
+                    "collection_name",
+                    "op_type",
+                    "api_type",
+                ],
             ),
             replicate_size: counter(
                 "milvus_cdc_replicate_data_size",

@@ -186,19 +186,28 @@ async fn run(
         options,
     } = p;
     if sinks.is_empty() {
-        return Err(EngineError::config("pipeline", "a pipeline needs at least one sink"));
+        return Err(EngineError::config(
+            "pipeline",
+            "a pipeline needs at least one sink",
+        ));
     }
 
     // Load every sink's checkpoint (blocking I/O off the runtime threads).
     let mut checkpoints = Vec::new();
-    for (id, _) in &sinks {
-        let (st, pipe, sid) = (store.clone(), name.clone(), id.clone());
+    let sink_ids: Vec<String> = sinks.iter().map(|(id, _)| id.clone()).collect();
+    for sid in sink_ids {
+        let (st, pipe) = (store.clone(), name.clone());
         let cp = tokio::task::spawn_blocking(move || st.load(&pipe, &sid))
             .await
             .map_err(|e| EngineError::internal("state", e.to_string()))??;
         checkpoints.push(cp);
     }
-    let resume = resume_offsets(&checkpoints.iter().map(|c| c.offsets.clone()).collect::<Vec<_>>());
+    let resume = resume_offsets(
+        &checkpoints
+            .iter()
+            .map(|c| c.offsets.clone())
+            .collect::<Vec<_>>(),
+    );
     let first_epoch = checkpoints.iter().map(|c| c.epoch).max().unwrap_or(0) + 1;
     info!(
         message = "Starting pipeline.",
@@ -255,7 +264,10 @@ async fn run(
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {
         let r = joined.unwrap_or_else(|e| {
-            Err(EngineError::internal("pipeline", format!("task ended abnormally: {e}")))
+            Err(EngineError::internal(
+                "pipeline",
+                format!("task ended abnormally: {e}"),
+            ))
         });
         if let Err(e) = r {
             if result.is_ok() {
@@ -301,7 +313,7 @@ async fn run_source(
         }
     };
 
-    loop {
+    'outer: loop {
         tokio::select! {
             biased;
             _ = stop.cancelled() => {
@@ -336,14 +348,12 @@ async fn run_source(
                 status.rows_read.fetch_add(event.op.rows() as u64, Ordering::Relaxed);
                 status.last_read_ts.store(event.position.ts, Ordering::Relaxed);
                 changed_since_barrier = true;
-                let mut keep = true;
                 for op in operators.iter_mut() {
                     match op.process(event)? {
                         Some(e) => event = e,
-                        None => { keep = false; break; }
+                        None => continue 'outer,
                     }
                 }
-                if !keep { continue; }
                 metrics.events_out.inc();
                 if send_all(Message::Change(Arc::new(event))).await.is_err() {
                     return Ok(());
@@ -413,7 +423,9 @@ async fn sink_loop(
                     .await
                     .map_err(|e| EngineError::internal("state", e.to_string()))??;
                 sink.commit(b.epoch).await?;
-                ctx.metrics.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
+                ctx.metrics
+                    .checkpoint_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 ctx.metrics.epoch.set(b.epoch as i64);
                 status.committed_epoch.store(b.epoch, Ordering::Relaxed);
                 if let Ok(mut m) = status.committed.lock() {

@@ -155,7 +155,10 @@ impl Rename {
         let mut map = HashMap::new();
         for r in rules {
             if r.source_db.is_empty() {
-                return Err(EngineError::config("rename", "a rule has an empty source_db"));
+                return Err(EngineError::config(
+                    "rename",
+                    "a rule has an empty source_db",
+                ));
             }
             if map.insert(r.source_db.clone(), r.clone()).is_some() {
                 return Err(EngineError::config(

@@ -126,7 +126,11 @@ impl Sink for TestSink {
     async fn flush(&mut self) -> Result<(), EngineError> {
         self.flushes += 1;
         if self.fail_at_flush == Some(self.flushes) {
-            return Err(EngineError::new("test sink", crate::ErrorKind::Write, "target down"));
+            return Err(EngineError::new(
+                "test sink",
+                crate::ErrorKind::Write,
+                "target down",
+            ));
         }
         Ok(())
     }
@@ -172,7 +176,11 @@ async fn order_is_kept_per_channel_and_everything_is_committed() {
     let (_d, st) = store();
     let sink = TestSink::default();
     let seen = sink.seen.clone();
-    let p = pipeline("p", TestSource::new(&["a", "b"], Some(200)), vec![("s", sink)]);
+    let p = pipeline(
+        "p",
+        TestSource::new(&["a", "b"], Some(200)),
+        vec![("s", sink)],
+    );
     p.run(st.clone(), CancellationToken::new()).await.unwrap();
     assert_eq!(per_channel(&seen, "a"), (1..=200).collect::<Vec<_>>());
     assert_eq!(per_channel(&seen, "b"), (1..=200).collect::<Vec<_>>());
@@ -202,7 +210,10 @@ async fn restart_after_failure_replays_only_uncommitted_changes() {
     let committed = st.load("p", "s").unwrap();
     let committed_n = u64::from_be_bytes(committed.offsets["a"].as_slice().try_into().unwrap());
     let written_first = per_channel(&first, "a");
-    assert!(*written_first.last().unwrap() > committed_n, "nothing uncommitted was written");
+    assert!(
+        *written_first.last().unwrap() > committed_n,
+        "nothing uncommitted was written"
+    );
 
     // Second run: exactly the uncommitted changes come again, then new ones; nothing earlier.
     let sink = TestSink::default();
@@ -235,7 +246,10 @@ async fn a_slow_sink_holds_back_the_source() {
     running.join().await.unwrap();
     assert!(w > 10, "sink made no progress ({w})");
     // channel capacity 8, plus one change in the sink's hands and one in the source's
-    assert!(p - w <= 8 + 2, "source ran ahead of the sink: produced {p}, written {w}");
+    assert!(
+        p - w <= 8 + 2,
+        "source ran ahead of the sink: produced {p}, written {w}"
+    );
 }
 
 #[tokio::test]
@@ -270,12 +284,22 @@ async fn fan_out_keeps_each_sinks_progress_when_one_fails() {
     let bad = TestSink::default();
     let (gs, bs) = (good.seen.clone(), bad.seen.clone());
     let total = n(&good_cp) + 20;
-    pipeline("p", TestSource::new(&["a"], Some(total)), vec![("good", good), ("bad", bad)])
-        .run(st.clone(), CancellationToken::new())
-        .await
-        .unwrap();
-    assert_eq!(per_channel(&gs, "a"), ((n(&good_cp) + 1)..=total).collect::<Vec<_>>());
-    assert_eq!(per_channel(&bs, "a"), ((n(&bad_cp) + 1)..=total).collect::<Vec<_>>());
+    pipeline(
+        "p",
+        TestSource::new(&["a"], Some(total)),
+        vec![("good", good), ("bad", bad)],
+    )
+    .run(st.clone(), CancellationToken::new())
+    .await
+    .unwrap();
+    assert_eq!(
+        per_channel(&gs, "a"),
+        ((n(&good_cp) + 1)..=total).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        per_channel(&bs, "a"),
+        ((n(&bad_cp) + 1)..=total).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
