@@ -44,3 +44,9 @@ mod pb {
 }
 
 pub use pb::milvus::proto::{common, etcd, milvus, msg, schema};
+
+pub mod channel;
+pub mod etcd_meta;
+pub mod header;
+pub mod position;
+pub mod ts;
