@@ -47,6 +47,7 @@ pub use pb::milvus::proto::{common, etcd, milvus, msg, schema};
 
 pub mod channel;
 pub mod etcd_meta;
+pub mod field_data;
 pub mod header;
 pub mod position;
 pub mod ts;
