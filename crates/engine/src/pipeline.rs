@@ -240,6 +240,7 @@ async fn run(
         tasks.spawn(run_sink(sink, ctx, rx, store.clone(), status.clone()));
     }
     source.open(&resume).await?;
+    info!(message = "Source opened; reading changes.", pipeline = %name);
     let src_metrics = ComponentMetrics::new(&name, "source");
     let source_stop = stop.clone();
     let interval = options.checkpoint_interval;
