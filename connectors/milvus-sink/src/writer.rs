@@ -1,0 +1,291 @@
+//! One writer task per (target collection, source shard): applies that shard's inserts,
+//! upserts and deletes in order, merging consecutive ones into bigger requests, with retries.
+//! Writers of different collections or shards run in parallel; a primary key always lives in
+//! one source shard, so per-key order is kept.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cdc_engine::metrics::ComponentMetrics;
+use cdc_engine::{ChangeEvent, EngineError, Op};
+use cdc_protocol::milvus::{DeleteRequest, InsertRequest, UpsertRequest};
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use crate::batch::{Batcher, DeleteBatch, Item, KeySet, RowsBatch, WriteKind};
+use crate::config::WriteMode;
+use crate::ddl::Shared;
+use crate::expr;
+use crate::meta::CollectionInfo;
+
+/// What the sink sends to a writer.
+#[derive(Debug)]
+pub(crate) enum WriterMsg {
+    /// A DML change of this writer's collection and shard.
+    Event(Arc<ChangeEvent>),
+    /// Send everything pending, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The first failure of any writer; once set, the sink reports it and stops.
+pub(crate) type FailSlot = Arc<Mutex<Option<EngineError>>>;
+
+/// Record `e` unless an earlier failure is already recorded.
+pub(crate) fn record_failure(slot: &FailSlot, e: EngineError) {
+    if let Ok(mut s) = slot.lock() {
+        if s.is_none() {
+            *s = Some(e);
+        }
+    }
+}
+
+/// A writer's fixed settings.
+pub(crate) struct Writer {
+    /// Connection and configuration.
+    pub sh: Arc<Shared>,
+    /// Target database.
+    pub db: String,
+    /// Target collection.
+    pub coll: String,
+    /// Source collection id (metric label).
+    pub source_collection_id: i64,
+    /// The target collection.
+    pub info: Arc<CollectionInfo>,
+    /// Metrics of the sink.
+    pub metrics: ComponentMetrics,
+    /// With `write: insert`: changes at or before this physical time (ms) use upsert.
+    pub replay_until_ms: u64,
+    /// Where a failure is reported.
+    pub failed: FailSlot,
+}
+
+impl Writer {
+    /// Run until the sink drops the sender or a write fails for good.
+    pub(crate) async fn run(self, mut rx: mpsc::Receiver<WriterMsg>) {
+        let mut batcher = Batcher::default();
+        let linger = Duration::from_millis(self.sh.cfg.batch.linger_ms);
+        loop {
+            let deadline = batcher
+                .since()
+                .map(|t| tokio::time::Instant::from_std(t + linger));
+            let msg = tokio::select! {
+                m = rx.recv() => m,
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    if let Some(item) = batcher.take() {
+                        if let Err(e) = self.send(item).await {
+                            return self.fail(e);
+                        }
+                    }
+                    continue;
+                }
+            };
+            match msg {
+                None => return,
+                Some(WriterMsg::Flush(done)) => {
+                    if let Some(item) = batcher.take() {
+                        if let Err(e) = self.send(item).await {
+                            return self.fail(e);
+                        }
+                    }
+                    let _ = done.send(());
+                }
+                Some(WriterMsg::Event(ev)) => {
+                    for item in self.items(&ev) {
+                        let mut ready = batcher.push(item, &self.sh.cfg.batch);
+                        if linger.is_zero() {
+                            ready.extend(batcher.take());
+                        }
+                        for b in ready {
+                            if let Err(e) = self.send(b).await {
+                                return self.fail(e);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail(&self, e: EngineError) {
+        self.metrics.error("Write");
+        record_failure(&self.failed, e);
+    }
+
+    /// The RPC for source inserts with timestamp `ts`.
+    fn insert_kind(&self, ts: u64) -> WriteKind {
+        if self.info.auto_id {
+            // The target generates keys and refuses upserts; only inserts can work.
+            return WriteKind::Insert;
+        }
+        match self.sh.cfg.write {
+            WriteMode::Upsert => WriteKind::Upsert,
+            WriteMode::Insert => {
+                if self.info.created_here
+                    || cdc_protocol::ts::physical_ms(ts) > self.replay_until_ms
+                {
+                    WriteKind::Insert
+                } else {
+                    WriteKind::Upsert
+                }
+            }
+        }
+    }
+
+    /// Target partition name for a source partition (`None`: every partition).
+    fn partition(&self, p: Option<&str>) -> String {
+        if self.sh.cfg.ignore_partition || self.info.partition_key {
+            return String::new();
+        }
+        p.unwrap_or_default().to_string()
+    }
+
+    /// The work items of one change (a source upsert whose deleted keys are not all
+    /// re-inserted becomes a delete followed by an upsert).
+    fn items(&self, ev: &ChangeEvent) -> Vec<Item> {
+        let ts = ev.position.ts;
+        let pk = self.info.pk_name.as_str();
+        match &ev.op {
+            Op::Insert(b) if b.num_rows > 0 => vec![Item::Rows(RowsBatch::new(
+                self.insert_kind(ts),
+                self.partition(Some(&b.partition)),
+                b.columns.clone(),
+                b.num_rows,
+                ts,
+                pk,
+            ))],
+            Op::Delete(d) => self.delete_item(d, ts).into_iter().collect(),
+            Op::Upsert { delete, insert } => {
+                let rows = RowsBatch::new(
+                    if self.info.auto_id {
+                        WriteKind::Insert
+                    } else {
+                        WriteKind::Upsert
+                    },
+                    self.partition(Some(&insert.partition)),
+                    insert.columns.clone(),
+                    insert.num_rows,
+                    ts,
+                    pk,
+                );
+                let covered = match (&rows.keys, KeySet::of_ids(&delete.primary_keys)) {
+                    (_, KeySet::None) => true,
+                    (have, want) => have.contains_all(&want),
+                };
+                let mut out = Vec::new();
+                if !covered || rows.kind == WriteKind::Insert {
+                    out.extend(self.delete_item(delete, ts));
+                }
+                if insert.num_rows > 0 {
+                    out.push(Item::Rows(rows));
+                }
+                out
+            }
+            _ => vec![],
+        }
+    }
+
+    fn delete_item(&self, d: &cdc_engine::DeleteBatch, ts: u64) -> Option<Item> {
+        let n = expr::ids_len(&d.primary_keys);
+        (n > 0).then(|| {
+            Item::Delete(DeleteBatch {
+                partition: self.partition(d.partition.as_deref()),
+                ids: d.primary_keys.clone(),
+                rows: n,
+                max_ts: ts,
+                events: 1,
+            })
+        })
+    }
+
+    /// Send one batch with retries. A failed insert is retried as an upsert (when the target
+    /// allows it) because the failed attempt may have been applied.
+    async fn send(&self, item: Item) -> Result<(), EngineError> {
+        let (db, coll) = (self.db.as_str(), self.coll.as_str());
+        let c = &self.sh.client;
+        match item {
+            Item::Rows(b) => {
+                let op = b.kind.name();
+                let attempts = std::sync::atomic::AtomicU32::new(0);
+                let can_upsert = !self.info.auto_id;
+                self.sh
+                    .retry(db, coll, op, || {
+                        let first =
+                            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+                        let upsert = b.kind == WriteKind::Upsert || (!first && can_upsert);
+                        let (columns, partition) = (b.columns.clone(), b.partition.clone());
+                        async move {
+                            if upsert {
+                                c.upsert(
+                                    db,
+                                    UpsertRequest {
+                                        db_name: db.to_string(),
+                                        collection_name: coll.to_string(),
+                                        partition_name: partition,
+                                        fields_data: columns,
+                                        num_rows: b.rows as u32,
+                                        ..Default::default()
+                                    },
+                                )
+                                .await
+                            } else {
+                                c.insert(
+                                    db,
+                                    InsertRequest {
+                                        db_name: db.to_string(),
+                                        collection_name: coll.to_string(),
+                                        partition_name: partition,
+                                        fields_data: columns,
+                                        num_rows: b.rows as u32,
+                                        ..Default::default()
+                                    },
+                                )
+                                .await
+                            }
+                        }
+                    })
+                    .await?;
+                self.record(op, b.rows, b.bytes, b.max_ts, b.events);
+            }
+            Item::Delete(d) => {
+                let Some(expr) = expr::pk_in(&self.info.pk_name, &d.ids) else {
+                    return Ok(());
+                };
+                let req = DeleteRequest {
+                    db_name: db.to_string(),
+                    collection_name: coll.to_string(),
+                    partition_name: d.partition.clone(),
+                    expr,
+                    ..Default::default()
+                };
+                self.sh
+                    .retry(db, coll, "delete", || c.delete(db, req.clone()))
+                    .await?;
+                self.record("delete", d.rows, 0, d.max_ts, d.events);
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&self, op: &str, rows: usize, bytes: usize, ts: u64, events: usize) {
+        debug!(
+            message = "Wrote batch to target.",
+            op,
+            database = %self.db,
+            collection = %self.coll,
+            rows,
+            events
+        );
+        self.metrics.written(op, rows, ts);
+        self.metrics
+            .replicate_rows(self.source_collection_id, &self.coll, op, rows);
+        self.metrics.bytes.inc_by(bytes as u64);
+        self.metrics.events_out.inc_by(events as u64);
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
