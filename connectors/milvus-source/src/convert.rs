@@ -1,0 +1,532 @@
+//! Turns released messages into engine [`ChangeEvent`]s, naming them from the message or the
+//! etcd cache and attaching the collection's definition.
+//!
+//! No per-row work: insert columns and delete keys are moved, except that an upsert split
+//! into several messages of one timestamp has its parts concatenated column by column.
+//! Collection-level DDL written once per shard channel (create/drop collection, drop
+//! partition) is emitted once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use cdc_engine::{
+    ChangeEvent, CollectionDef, Ddl, DeleteBatch, EngineError, Op, RowBatch, SourcePosition,
+};
+use cdc_protocol::field_data;
+use cdc_protocol::header::MqMessage;
+use cdc_protocol::msg::{DeleteRequest, InsertRequest};
+use cdc_protocol::schema::{i_ds::IdField, IDs, LongArray};
+use tracing::warn;
+
+use crate::config::COMPONENT;
+use crate::decode::Payload;
+use crate::merger::Released;
+use crate::meta::cache::{MetaCache, DEFAULT_DB, DEFAULT_PARTITION};
+use crate::meta::def::def_from_create_message;
+
+/// Remembers what was already emitted, for DDL that Milvus writes once per channel.
+#[derive(Debug, Default)]
+pub(crate) struct Converter {
+    created: HashSet<i64>,
+    dropped: HashSet<i64>,
+    partitions_created: HashSet<(i64, String)>,
+    partitions_dropped: HashSet<(i64, String)>,
+}
+
+fn db_or_default(name: &str) -> String {
+    if name.is_empty() {
+        DEFAULT_DB.to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// The context of one released group.
+pub(crate) struct Ctx<'a> {
+    /// Channel name.
+    pub channel: Arc<str>,
+    /// The metadata cache.
+    pub cache: &'a mut MetaCache,
+}
+
+impl Converter {
+    /// Converts a released group (one change, or the Delete and Insert parts of an upsert).
+    pub fn convert(
+        &mut self,
+        group: Vec<Released<Payload>>,
+        ctx: &mut Ctx<'_>,
+        out: &mut Vec<ChangeEvent>,
+    ) -> Result<(), EngineError> {
+        let has_delete = group
+            .iter()
+            .any(|r| matches!(r.payload, Payload::Mq(MqMessage::Delete(_))));
+        let has_insert = group
+            .iter()
+            .any(|r| matches!(r.payload, Payload::Mq(MqMessage::Insert(_))));
+        if has_delete && has_insert {
+            return self.upsert(group, ctx, out);
+        }
+        for r in group {
+            let pos = SourcePosition {
+                channel: ctx.channel.clone(),
+                offset: r.offset,
+                ts: r.ts,
+            };
+            self.one(pos, r.payload, ctx, out);
+        }
+        Ok(())
+    }
+
+    fn upsert(
+        &mut self,
+        group: Vec<Released<Payload>>,
+        ctx: &mut Ctx<'_>,
+        out: &mut Vec<ChangeEvent>,
+    ) -> Result<(), EngineError> {
+        let mut deletes = Vec::new();
+        let mut inserts = Vec::new();
+        let mut pos = None;
+        for r in group {
+            pos.get_or_insert_with(|| SourcePosition {
+                channel: ctx.channel.clone(),
+                offset: r.offset.clone(),
+                ts: r.ts,
+            })
+            .offset = r.offset.clone();
+            match r.payload {
+                Payload::Mq(MqMessage::Delete(d)) => deletes.push(d),
+                Payload::Mq(MqMessage::Insert(i)) => inserts.push(i),
+                _ => {}
+            }
+        }
+        let (Some(pos), Some(first)) = (pos, inserts.first()) else {
+            return Ok(());
+        };
+        let collection_id = first.collection_id;
+        let (database, collection) = names(
+            ctx.cache,
+            &first.db_name,
+            &first.collection_name,
+            collection_id,
+        );
+        let mut insert = row_batch(ctx.cache, inserts.remove(0));
+        for more in inserts {
+            let extra = row_batch(ctx.cache, more);
+            append_rows(&mut insert, extra).map_err(|e| {
+                EngineError::new(
+                    COMPONENT,
+                    cdc_engine::ErrorKind::Decode,
+                    format!(
+                        "channel {} offset {:?}: cannot join the parts of an upsert into \
+                         collection {collection}: {e}",
+                        pos.channel, pos.offset
+                    ),
+                )
+            })?;
+        }
+        let mut delete = delete_batch(ctx.cache, deletes.remove(0));
+        for more in deletes {
+            let extra = delete_batch(ctx.cache, more);
+            append_ids(&mut delete, extra).map_err(|e| {
+                EngineError::new(
+                    COMPONENT,
+                    cdc_engine::ErrorKind::Decode,
+                    format!(
+                        "channel {} offset {:?}: cannot join the deleted keys of an upsert \
+                         into collection {collection}: {e}",
+                        pos.channel, pos.offset
+                    ),
+                )
+            })?;
+        }
+        out.push(ChangeEvent {
+            position: pos,
+            database,
+            collection,
+            collection_id,
+            collection_def: ctx.cache.collection_def(collection_id),
+            op: Op::Upsert { delete, insert },
+        });
+        Ok(())
+    }
+
+    fn one(
+        &mut self,
+        pos: SourcePosition,
+        payload: Payload,
+        ctx: &mut Ctx<'_>,
+        out: &mut Vec<ChangeEvent>,
+    ) {
+        let cache = &mut *ctx.cache;
+        let msg = match payload {
+            Payload::Mq(m) => m,
+            Payload::PartitionCreated {
+                collection_id,
+                partition_id,
+                name,
+            } => {
+                let user = cache
+                    .partition(partition_id)
+                    .is_none_or(|p| cache.is_user_partition(collection_id, &p.info));
+                if !user
+                    || !self
+                        .partitions_created
+                        .insert((collection_id, name.clone()))
+                {
+                    return;
+                }
+                let Some((database, collection)) = cache.collection_names(collection_id) else {
+                    warn!(message = "Partition of an unknown collection skipped.", collection_id, partition = %name);
+                    return;
+                };
+                out.push(event(
+                    pos,
+                    database,
+                    collection,
+                    collection_id,
+                    cache.collection_def(collection_id),
+                    Op::Ddl(Ddl::CreatePartition { partition: name }),
+                ));
+                return;
+            }
+        };
+        let coll_event =
+            |cache: &mut MetaCache, pos: SourcePosition, db: &str, name: &str, op: Op| {
+                let db = db_or_default(db);
+                let id = cache.find_collection(&db, name).unwrap_or(0);
+                let def = if id > 0 {
+                    cache.collection_def(id)
+                } else {
+                    None
+                };
+                event(pos, db, name.to_string(), id, def, op)
+            };
+        match msg {
+            MqMessage::Insert(m) => {
+                let id = m.collection_id;
+                let (database, collection) = names(cache, &m.db_name, &m.collection_name, id);
+                let def = cache.collection_def(id);
+                let rows = row_batch(cache, m);
+                out.push(event(pos, database, collection, id, def, Op::Insert(rows)));
+            }
+            MqMessage::Delete(m) => {
+                let id = m.collection_id;
+                let (database, collection) = names(cache, &m.db_name, &m.collection_name, id);
+                let def = cache.collection_def(id);
+                let keys = delete_batch(cache, m);
+                out.push(event(pos, database, collection, id, def, Op::Delete(keys)));
+            }
+            MqMessage::CreateCollection(m) => {
+                if !self.created.insert(m.collection_id) {
+                    return;
+                }
+                let id = m.collection_id;
+                let (database, collection) = names(cache, &m.db_name, &m.collection_name, id);
+                let def = cache.collection_def(id).or_else(|| match def_from_create_message(&m) {
+                    Ok(d) => Some(Arc::new(d)),
+                    Err(e) => {
+                        warn!(message = "Collection schema not decodable; created without it.", collection = %collection, error = %e);
+                        None
+                    }
+                });
+                let ddl_def: CollectionDef = def.as_deref().cloned().unwrap_or_default();
+                out.push(event(
+                    pos,
+                    database,
+                    collection,
+                    id,
+                    def,
+                    Op::Ddl(Ddl::CreateCollection(Box::new(ddl_def))),
+                ));
+            }
+            MqMessage::DropCollection(m) => {
+                if !self.dropped.insert(m.collection_id) {
+                    return;
+                }
+                let id = m.collection_id;
+                let (database, collection) = names(cache, &m.db_name, &m.collection_name, id);
+                let def = cache.collection_def(id);
+                out.push(event(
+                    pos,
+                    database,
+                    collection,
+                    id,
+                    def,
+                    Op::Ddl(Ddl::DropCollection),
+                ));
+            }
+            MqMessage::CreatePartition(m) => {
+                if !self
+                    .partitions_created
+                    .insert((m.collection_id, m.partition_name.clone()))
+                {
+                    return;
+                }
+                let id = m.collection_id;
+                let (database, collection) = names(cache, &m.db_name, &m.collection_name, id);
+                let def = cache.collection_def(id);
+                out.push(event(
+                    pos,
+                    database,
+                    collection,
+                    id,
+                    def,
+                    Op::Ddl(Ddl::CreatePartition {
+                        partition: m.partition_name,
+                    }),
+                ));
+            }
+            MqMessage::DropPartition(m) => {
+                let name = if m.partition_name.is_empty() {
+                    cache
+                        .partition_name(m.partition_id)
+                        .unwrap_or_default()
+                        .to_string()
+                } else {
+                    m.partition_name.clone()
+                };
+                if !self
+                    .partitions_dropped
+                    .insert((m.collection_id, name.clone()))
+                {
+                    return;
+                }
+                // The same name may be created again later.
+                self.partitions_created
+                    .remove(&(m.collection_id, name.clone()));
+                let id = m.collection_id;
+                let (database, collection) = names(cache, &m.db_name, &m.collection_name, id);
+                let def = cache.collection_def(id);
+                out.push(event(
+                    pos,
+                    database,
+                    collection,
+                    id,
+                    def,
+                    Op::Ddl(Ddl::DropPartition { partition: name }),
+                ));
+            }
+            MqMessage::CreateDatabase(r) => out.push(event(
+                pos,
+                db_or_default(&r.db_name),
+                String::new(),
+                0,
+                None,
+                Op::Ddl(Ddl::CreateDatabase {
+                    properties: r.properties,
+                }),
+            )),
+            MqMessage::DropDatabase(r) => out.push(event(
+                pos,
+                db_or_default(&r.db_name),
+                String::new(),
+                0,
+                None,
+                Op::Ddl(Ddl::DropDatabase),
+            )),
+            MqMessage::Flush(r) => {
+                for name in &r.collection_names {
+                    out.push(coll_event(
+                        cache,
+                        pos.clone(),
+                        &r.db_name,
+                        name,
+                        Op::Ddl(Ddl::Flush),
+                    ));
+                }
+            }
+            MqMessage::CreateIndex(r) => {
+                let (db, name) = (r.db_name.clone(), r.collection_name.clone());
+                out.push(coll_event(
+                    cache,
+                    pos,
+                    &db,
+                    &name,
+                    Op::Ddl(Ddl::CreateIndex(r)),
+                ));
+            }
+            MqMessage::DropIndex(r) => {
+                let (db, name) = (r.db_name.clone(), r.collection_name.clone());
+                out.push(coll_event(
+                    cache,
+                    pos,
+                    &db,
+                    &name,
+                    Op::Ddl(Ddl::DropIndex(r)),
+                ));
+            }
+            MqMessage::AlterIndex(r) => {
+                let (db, name) = (r.db_name.clone(), r.collection_name.clone());
+                out.push(coll_event(
+                    cache,
+                    pos,
+                    &db,
+                    &name,
+                    Op::Ddl(Ddl::AlterIndex(r)),
+                ));
+            }
+            MqMessage::LoadCollection(r) => {
+                let (db, name) = (r.db_name.clone(), r.collection_name.clone());
+                out.push(coll_event(
+                    cache,
+                    pos,
+                    &db,
+                    &name,
+                    Op::Ddl(Ddl::LoadCollection(r)),
+                ));
+            }
+            MqMessage::ReleaseCollection(r) => {
+                out.push(coll_event(
+                    cache,
+                    pos,
+                    &r.db_name,
+                    &r.collection_name,
+                    Op::Ddl(Ddl::ReleaseCollection),
+                ));
+            }
+            MqMessage::LoadPartitions(r) => {
+                let (db, name) = (r.db_name.clone(), r.collection_name.clone());
+                out.push(coll_event(
+                    cache,
+                    pos,
+                    &db,
+                    &name,
+                    Op::Ddl(Ddl::LoadPartitions(r)),
+                ));
+            }
+            MqMessage::ReleasePartitions(r) => {
+                let (db, name) = (r.db_name.clone(), r.collection_name.clone());
+                out.push(coll_event(
+                    cache,
+                    pos,
+                    &db,
+                    &name,
+                    Op::Ddl(Ddl::ReleasePartitions(r)),
+                ));
+            }
+            // Filtered out by the reader; nothing to emit.
+            _ => {}
+        }
+    }
+}
+
+fn event(
+    position: SourcePosition,
+    database: String,
+    collection: String,
+    collection_id: i64,
+    collection_def: Option<Arc<CollectionDef>>,
+    op: Op,
+) -> ChangeEvent {
+    ChangeEvent {
+        position,
+        database,
+        collection,
+        collection_id,
+        collection_def,
+        op,
+    }
+}
+
+/// `(database, collection)` from the message, completed from the cache.
+fn names(cache: &MetaCache, db: &str, collection: &str, id: i64) -> (String, String) {
+    let cached = if db.is_empty() || collection.is_empty() {
+        cache.collection_names(id)
+    } else {
+        None
+    };
+    let db = if db.is_empty() {
+        cached
+            .as_ref()
+            .map_or_else(|| DEFAULT_DB.to_string(), |c| c.0.clone())
+    } else {
+        db.to_string()
+    };
+    let collection = if collection.is_empty() {
+        cached.map(|c| c.1).unwrap_or_default()
+    } else {
+        collection.to_string()
+    };
+    (db, collection)
+}
+
+fn row_batch(cache: &MetaCache, m: InsertRequest) -> RowBatch {
+    let partition = if !m.partition_name.is_empty() {
+        m.partition_name
+    } else {
+        cache
+            .partition_name(m.partition_id)
+            .unwrap_or(DEFAULT_PARTITION)
+            .to_string()
+    };
+    RowBatch {
+        partition,
+        shard: m.shard_name,
+        num_rows: m.num_rows as usize,
+        columns: m.fields_data,
+    }
+}
+
+fn delete_batch(cache: &MetaCache, m: DeleteRequest) -> DeleteBatch {
+    let partition = if m.partition_id == -1 {
+        None
+    } else if !m.partition_name.is_empty() {
+        Some(m.partition_name)
+    } else {
+        cache.partition_name(m.partition_id).map(str::to_string)
+    };
+    let primary_keys = match m.primary_keys {
+        Some(ids) if ids.id_field.is_some() => ids,
+        _ => IDs {
+            id_field: Some(IdField::IntId(LongArray {
+                data: m.int64_primary_keys,
+            })),
+        },
+    };
+    let num_rows = if m.num_rows > 0 {
+        m.num_rows as usize
+    } else {
+        match &primary_keys.id_field {
+            Some(IdField::IntId(a)) => a.data.len(),
+            Some(IdField::StrId(a)) => a.data.len(),
+            None => 0,
+        }
+    };
+    DeleteBatch {
+        partition,
+        shard: m.shard_name,
+        num_rows,
+        primary_keys,
+    }
+}
+
+fn append_ids(into: &mut DeleteBatch, more: DeleteBatch) -> Result<(), String> {
+    field_data::ids_append(&mut into.primary_keys, &more.primary_keys)
+        .map_err(|e| e.to_string())?;
+    into.num_rows += more.num_rows;
+    Ok(())
+}
+
+/// Appends the rows of `more` to `into`, column by column (matched by field ID).
+fn append_rows(into: &mut RowBatch, more: RowBatch) -> Result<(), String> {
+    if into.columns.len() != more.columns.len() {
+        return Err(format!(
+            "{} columns vs {}",
+            into.columns.len(),
+            more.columns.len()
+        ));
+    }
+    for src in &more.columns {
+        let dst = into
+            .columns
+            .iter_mut()
+            .find(|c| c.field_id == src.field_id && c.field_name == src.field_name)
+            .ok_or_else(|| format!("field {} is missing from one part", src.field_name))?;
+        field_data::append(dst, src).map_err(|e| e.to_string())?;
+    }
+    into.num_rows += more.num_rows;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

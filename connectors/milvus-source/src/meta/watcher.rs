@@ -1,0 +1,302 @@
+//! etcd I/O for the metadata cache: connect (auth, TLS), scan `root-coord/` once, then watch
+//! it (with previous values) from the scan's revision, applying every change to the shared
+//! cache and telling the source in-band.
+//!
+//! A probe (see [`crate::merger`]) is answered once the watch has delivered every change up
+//! to the etcd revision read when the probe arrived: an event at or past that revision, or a
+//! progress notification (requested, and re-requested every 100 ms until it comes).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cdc_engine::metrics::ComponentMetrics;
+use cdc_engine::{EngineError, ErrorKind};
+use cdc_protocol::etcd_meta::{self, MetaValue};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, KeyValue, TlsOptions,
+    WatchOptions, WatchResponse,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::cache::{MetaCache, MetaChange};
+use crate::config::{EtcdConfig, COMPONENT};
+use crate::decode::Payload;
+use crate::input::Input;
+
+fn connect_err(what: String) -> EngineError {
+    EngineError::new(COMPONENT, ErrorKind::Connect, what).retriable()
+}
+
+/// Connects to etcd with the configured auth and TLS.
+///
+/// # Errors
+/// [`ErrorKind::Config`] for unreadable TLS files, [`ErrorKind::Connect`] otherwise.
+pub async fn connect(cfg: &EtcdConfig) -> Result<Client, EngineError> {
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(timeout)
+        .with_timeout(timeout)
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+    if let (Some(user), password) = (&cfg.username, &cfg.password) {
+        opts = opts.with_user(user.clone(), password.clone().unwrap_or_default());
+    }
+    let mut endpoints = cfg.endpoints.clone();
+    if let Some(tls) = &cfg.tls {
+        let read = |field: &str, path: &str| {
+            std::fs::read(path).map_err(|e| {
+                EngineError::config(COMPONENT, format!("field `etcd.tls.{field}`: {path}: {e}"))
+            })
+        };
+        let mut t = TlsOptions::new();
+        if let Some(ca) = &tls.ca_path {
+            t = t.ca_certificate(Certificate::from_pem(read("ca_path", ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_path, &tls.key_path) {
+            t = t.identity(Identity::from_pem(
+                read("cert_path", cert)?,
+                read("key_path", key)?,
+            ));
+        }
+        if let Some(d) = &tls.domain {
+            t = t.domain_name(d.clone());
+        }
+        opts = opts.with_tls(t);
+        for e in &mut endpoints {
+            if !e.contains("://") {
+                *e = format!("https://{e}");
+            }
+        }
+    }
+    Client::connect(&endpoints, Some(opts)).await.map_err(|e| {
+        connect_err(format!(
+            "cannot connect to the source etcd {endpoints:?}: {e}"
+        ))
+    })
+}
+
+/// Applies one key-value (or a deletion) to the cache. Values that do not decode are logged
+/// and skipped: the cache then lacks that object, which only matters if it is used.
+fn apply_kv(
+    cache: &mut MetaCache,
+    meta_root: &str,
+    kv: &KeyValue,
+    deleted: bool,
+    metrics: &ComponentMetrics,
+) -> Option<MetaChange> {
+    let key = std::str::from_utf8(kv.key()).ok()?;
+    let parsed = etcd_meta::parse_meta_key(meta_root, key)?;
+    let value = if deleted {
+        MetaValue::Tombstone
+    } else {
+        match etcd_meta::decode_meta_value(parsed, kv.value()) {
+            Ok(v) => v,
+            Err(e) => {
+                metrics.error("meta_decode");
+                warn!(message = "Undecodable etcd metadata skipped.", key, error = %e);
+                return None;
+            }
+        }
+    };
+    cache.apply(parsed, value)
+}
+
+fn prefix(meta_root: &str) -> String {
+    format!("{}/root-coord/", meta_root.trim_end_matches('/'))
+}
+
+/// Reads every RootCoord object into `cache`; returns the etcd revision of the read.
+///
+/// # Errors
+/// [`ErrorKind::Connect`] when etcd fails.
+pub async fn scan(
+    client: &mut Client,
+    meta_root: &str,
+    cache: &mut MetaCache,
+    metrics: &ComponentMetrics,
+) -> Result<i64, EngineError> {
+    let p = prefix(meta_root);
+    let resp = client
+        .get(p.as_bytes(), Some(GetOptions::new().with_prefix()))
+        .await
+        .map_err(|e| connect_err(format!("cannot read {p} from the source etcd: {e}")))?;
+    let revision = resp.header().map_or(0, |h| h.revision());
+    for kv in resp.kvs() {
+        apply_kv(cache, meta_root, kv, false, metrics);
+    }
+    info!(
+        message = "Read the source metadata from etcd.",
+        prefix = %p,
+        keys = resp.kvs().len(),
+        revision,
+    );
+    Ok(revision)
+}
+
+/// Offset of an etcd partition change: timestamp and partition ID, big-endian.
+pub fn partition_offset(ts: u64, partition_id: i64) -> Vec<u8> {
+    let mut o = ts.to_be_bytes().to_vec();
+    o.extend_from_slice(&partition_id.to_be_bytes());
+    o
+}
+
+/// The in-band input of a cache change.
+pub(crate) fn change_input(change: MetaChange) -> Input {
+    match change {
+        MetaChange::PartitionCreated {
+            collection_id,
+            partition_id,
+            name,
+            ts,
+        } => Input::Change {
+            offset: partition_offset(ts, partition_id),
+            ts,
+            bytes: 0,
+            pair: None,
+            payload: Payload::PartitionCreated {
+                collection_id,
+                partition_id,
+                name,
+            },
+        },
+        c @ MetaChange::Collection { .. } => Input::Collection(c),
+    }
+}
+
+/// The watch task.
+pub(crate) struct WatchTask {
+    /// etcd client.
+    pub client: Client,
+    /// `{root_path}/{meta_sub_path}`.
+    pub meta_root: String,
+    /// First revision to watch (scan revision + 1).
+    pub from_revision: i64,
+    /// The shared cache.
+    pub cache: Arc<Mutex<MetaCache>>,
+    /// To the source.
+    pub tx: mpsc::Sender<Input>,
+    /// Probe requests.
+    pub probes: mpsc::UnboundedReceiver<u64>,
+    /// Metrics.
+    pub metrics: ComponentMetrics,
+}
+
+impl WatchTask {
+    /// Runs until the source goes away; a failure is sent in-band.
+    pub async fn run(mut self) {
+        if let Err(e) = self.watch().await {
+            let _ = self.tx.send(Input::Failed(e)).await;
+        }
+    }
+
+    async fn watch(&mut self) -> Result<(), EngineError> {
+        let p = prefix(&self.meta_root);
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_prev_key()
+            .with_start_revision(self.from_revision);
+        let mut stream = self
+            .client
+            .watch(p.as_bytes(), Some(opts))
+            .await
+            .map_err(|e| connect_err(format!("cannot watch {p} on the source etcd: {e}")))?;
+        let mut waiting: Vec<(u64, i64)> = Vec::new();
+        let mut last_request = Instant::now();
+        let mut seen_revision = self.from_revision - 1;
+        loop {
+            let retry = tokio::time::sleep(Duration::from_millis(100));
+            tokio::select! {
+                msg = stream.message() => {
+                    let resp = msg
+                        .map_err(|e| connect_err(format!("the watch of {p} on the source etcd failed: {e}")))?
+                        .ok_or_else(|| connect_err(format!("the source etcd closed the watch of {p}")))?;
+                    if resp.canceled() {
+                        return Err(connect_err(format!(
+                            "the source etcd cancelled the watch of {p} (compacted at revision {}): \
+                             {}; restart the task",
+                            resp.compact_revision(),
+                            resp.cancel_reason()
+                        )));
+                    }
+                    seen_revision = seen_revision.max(self.handle(&resp).await?);
+                }
+                probe = self.probes.recv() => {
+                    let Some(round) = probe else { return Ok(()) };
+                    match self.client.get(p.as_bytes(), Some(GetOptions::new().with_prefix().with_count_only())).await {
+                        Ok(r) => {
+                            waiting.push((round, r.header().map_or(0, |h| h.revision())));
+                            stream.request_progress().await
+                                .map_err(|e| connect_err(format!("etcd watch progress request failed: {e}")))?;
+                            last_request = Instant::now();
+                        }
+                        Err(e) => debug!(message = "Probe not answered.", channel = "etcd", error = %e),
+                    }
+                }
+                _ = retry, if !waiting.is_empty() && last_request.elapsed() >= Duration::from_millis(100) => {
+                    stream.request_progress().await
+                        .map_err(|e| connect_err(format!("etcd watch progress request failed: {e}")))?;
+                    last_request = Instant::now();
+                }
+            }
+            let mut i = 0;
+            while i < waiting.len() {
+                if waiting[i].1 <= seen_revision {
+                    let (round, _) = waiting.remove(i);
+                    self.send(Input::ProbeOk { round }).await?;
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    async fn send(&self, input: Input) -> Result<(), EngineError> {
+        self.tx
+            .send(input)
+            .await
+            .map_err(|_| EngineError::internal(COMPONENT, "the source stopped"))
+    }
+
+    /// Applies a watch response; returns the revision it proves delivered.
+    async fn handle(&mut self, resp: &WatchResponse) -> Result<i64, EngineError> {
+        let header_rev = resp.header().map_or(0, |h| h.revision());
+        if resp.events().is_empty() {
+            // A progress notification (or the creation answer): everything up to the header
+            // revision has been sent.
+            return Ok(if resp.created() { 0 } else { header_rev });
+        }
+        let mut changes = Vec::new();
+        let mut max_rev = 0;
+        {
+            let mut cache = self
+                .cache
+                .lock()
+                .map_err(|_| EngineError::internal(COMPONENT, "metadata cache lock poisoned"))?;
+            for ev in resp.events() {
+                let Some(kv) = ev.kv() else { continue };
+                max_rev = max_rev.max(kv.mod_revision());
+                let deleted = ev.event_type() == EventType::Delete;
+                if let Some(c) = apply_kv(&mut cache, &self.meta_root, kv, deleted, &self.metrics) {
+                    changes.push(c);
+                }
+            }
+        }
+        for c in changes {
+            debug!(message = "Source metadata changed.", change = ?c);
+            self.send(change_input(c)).await?;
+        }
+        Ok(max_rev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_offsets_order_by_timestamp_then_id() {
+        assert!(partition_offset(5, 100) < partition_offset(6, 1));
+        assert!(partition_offset(5, 1) < partition_offset(5, 2));
+        assert_eq!(partition_offset(1, 2).len(), 16);
+    }
+}

@@ -1,0 +1,305 @@
+//! Kafka reader (rdkafka). One consumer per topic, partition 0 (Milvus topics have one
+//! partition), positioned with an explicit `assign`; offsets are never committed to the
+//! broker: the engine's checkpoints are the only record of progress.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cdc_engine::{EngineError, ErrorKind, Offset};
+use cdc_protocol::position;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, TopicPartitionList};
+
+use super::{MqClient, MqReader, StartAt};
+use crate::config::{KafkaConfig, COMPONENT};
+use crate::decode::RawMessage;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Engine offset of a Kafka offset.
+pub fn offset_bytes(offset: i64) -> Offset {
+    offset.to_be_bytes().to_vec()
+}
+
+/// Kafka offset of an engine offset.
+pub fn kafka_offset(offset: &[u8]) -> Result<i64, String> {
+    <[u8; 8]>::try_from(offset)
+        .map(i64::from_be_bytes)
+        .map_err(|_| format!("a Kafka offset is 8 bytes, got {}", offset.len()))
+}
+
+fn err(kind: ErrorKind, what: String) -> EngineError {
+    EngineError::new(COMPONENT, kind, what).retriable()
+}
+
+/// Creates Kafka readers.
+pub struct KafkaClient {
+    settings: BTreeMap<String, String>,
+    brokers: String,
+}
+
+impl KafkaClient {
+    /// A client for `cfg`; `group` names the (never committed) consumer group.
+    pub fn new(cfg: &KafkaConfig, group: &str) -> Self {
+        let mut settings: BTreeMap<String, String> = [
+            ("bootstrap.servers", cfg.brokers.join(",")),
+            ("group.id", group.to_string()),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            ("enable.partition.eof", "false".into()),
+            // A resume offset that the broker no longer holds is an error, not a silent jump.
+            ("auto.offset.reset", "error".into()),
+            // Low latency: do not let an idle fetch wait long.
+            ("fetch.wait.max.ms", "10".into()),
+            ("queued.max.messages.kbytes", "16384".into()),
+            ("client.id", "milvus-cdc-source".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in &cfg.options {
+            settings.insert(k.clone(), v.clone());
+        }
+        Self {
+            settings,
+            brokers: cfg.brokers.join(","),
+        }
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in &self.settings {
+            c.set(k, v);
+        }
+        c
+    }
+
+    fn base_consumer(&self) -> Result<BaseConsumer, EngineError> {
+        self.client_config().create().map_err(|e| {
+            err(
+                ErrorKind::Connect,
+                format!("cannot create a Kafka consumer for {}: {e}", self.brokers),
+            )
+        })
+    }
+}
+
+/// `(low, high)` watermarks; a topic that does not exist yet is empty.
+fn watermarks<C: Consumer>(c: &C, topic: &str) -> Result<(i64, i64), KafkaError> {
+    match c.fetch_watermarks(topic, 0, TIMEOUT) {
+        Ok(w) => Ok(w),
+        Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition))
+        | Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownPartition)) => Ok((0, 0)),
+        Err(e) => Err(e),
+    }
+}
+
+#[async_trait]
+impl MqClient for KafkaClient {
+    async fn list_channels(&self) -> Result<Vec<String>, EngineError> {
+        let consumer = self.base_consumer()?;
+        let brokers = self.brokers.clone();
+        tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_metadata(None, TIMEOUT)
+                .map(|m| m.topics().iter().map(|t| t.name().to_string()).collect())
+                .map_err(|e| {
+                    err(
+                        ErrorKind::Connect,
+                        format!("cannot list the Kafka topics of {brokers}: {e}"),
+                    )
+                })
+        })
+        .await
+        .map_err(|e| EngineError::internal(COMPONENT, e.to_string()))?
+    }
+
+    async fn open(&self, channel: &str, start: StartAt) -> Result<Box<dyn MqReader>, EngineError> {
+        let consumer: StreamConsumer = self.client_config().create().map_err(|e| {
+            err(
+                ErrorKind::Connect,
+                format!("cannot create a Kafka consumer for {channel}: {e}"),
+            )
+        })?;
+        let consumer = Arc::new(consumer);
+        let (next, last_read) = match start {
+            StartAt::After(o) => {
+                let n = kafka_offset(&o).map_err(|e| EngineError::config(COMPONENT, e))?;
+                (n + 1, Some(n))
+            }
+            StartAt::At(o) => {
+                let n = kafka_offset(&o).map_err(|e| EngineError::config(COMPONENT, e))?;
+                (n, (n > 0).then_some(n - 1))
+            }
+            StartAt::Latest | StartAt::Earliest => {
+                let (c, topic) = (consumer.clone(), channel.to_string());
+                let (low, high) = tokio::task::spawn_blocking(move || watermarks(&*c, &topic))
+                    .await
+                    .map_err(|e| EngineError::internal(COMPONENT, e.to_string()))?
+                    .map_err(|e| {
+                        err(
+                            ErrorKind::Connect,
+                            format!("cannot read the offsets of Kafka topic {channel}: {e}"),
+                        )
+                    })?;
+                let n = if start == StartAt::Latest { high } else { low };
+                (n, (n > 0).then_some(n - 1))
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(channel, 0, rdkafka::Offset::Offset(next))
+            .map_err(|e| err(ErrorKind::Connect, format!("Kafka topic {channel}: {e}")))?;
+        consumer.assign(&tpl).map_err(|e| {
+            err(
+                ErrorKind::Connect,
+                format!("cannot assign Kafka topic {channel} at offset {next}: {e}"),
+            )
+        })?;
+        tracing::info!(message = "Reading Kafka topic.", channel, offset = next,);
+        Ok(Box::new(KafkaReader {
+            consumer,
+            topic: channel.to_string(),
+            last_read: last_read.map(offset_bytes),
+        }))
+    }
+
+    fn offset_of_msg_id(&self, msg_id: &[u8]) -> Result<Offset, String> {
+        position::kafka_offset(msg_id)
+            .map(offset_bytes)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Reads one Kafka topic.
+pub struct KafkaReader {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    last_read: Option<Offset>,
+}
+
+#[async_trait]
+impl MqReader for KafkaReader {
+    async fn recv(&mut self) -> Result<RawMessage, EngineError> {
+        loop {
+            match self.consumer.recv().await {
+                Ok(m) => {
+                    if m.topic() != self.topic {
+                        continue;
+                    }
+                    let offset = offset_bytes(m.offset());
+                    let properties = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let raw = RawMessage {
+                        offset: offset.clone(),
+                        payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+                        properties,
+                    };
+                    self.last_read = Some(offset);
+                    return Ok(raw);
+                }
+                Err(KafkaError::PartitionEOF(_)) => continue,
+                Err(KafkaError::MessageConsumption(code))
+                    if code == RDKafkaErrorCode::AutoOffsetReset
+                        || code == RDKafkaErrorCode::OffsetOutOfRange =>
+                {
+                    return Err(EngineError::new(
+                        COMPONENT,
+                        ErrorKind::Read,
+                        format!(
+                            "Kafka topic {}: the offset after {:?} is no longer held by the \
+                             broker (retention?). Changes were lost; restart the task from \
+                             `earliest` or a new position",
+                            self.topic,
+                            self.last_read.as_deref().map(kafka_offset)
+                        ),
+                    ));
+                }
+                Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownPartition,
+                )) => {
+                    // The topic does not exist yet: Milvus creates it on its first write.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    return Err(err(
+                        ErrorKind::Read,
+                        format!("cannot read Kafka topic {}: {e}", self.topic),
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn last_available(&mut self) -> Result<Option<Offset>, EngineError> {
+        let (c, topic) = (self.consumer.clone(), self.topic.clone());
+        let (_, high) = tokio::task::spawn_blocking(move || watermarks(&*c, &topic))
+            .await
+            .map_err(|e| EngineError::internal(COMPONENT, e.to_string()))?
+            .map_err(|e| {
+                err(
+                    ErrorKind::Read,
+                    format!(
+                        "cannot read the high watermark of Kafka topic {}: {e}",
+                        self.topic
+                    ),
+                )
+            })?;
+        Ok((high > 0).then(|| offset_bytes(high - 1)))
+    }
+
+    fn last_read(&self) -> Option<Offset> {
+        self.last_read.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_big_endian_and_round_trip() {
+        assert_eq!(offset_bytes(1), vec![0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(kafka_offset(&offset_bytes(123_456)).unwrap(), 123_456);
+        assert!(kafka_offset(&[1, 2]).is_err());
+        assert!(offset_bytes(255) < offset_bytes(256));
+    }
+
+    #[test]
+    fn milvus_msg_ids_are_little_endian() {
+        let c = KafkaClient::new(
+            &KafkaConfig {
+                brokers: vec!["127.0.0.1:1".into()],
+                options: BTreeMap::new(),
+            },
+            "g",
+        );
+        let id = position::kafka_msg_id(300);
+        assert_eq!(c.offset_of_msg_id(&id).unwrap(), offset_bytes(300));
+        assert!(c.offset_of_msg_id(&[1]).is_err());
+    }
+
+    #[test]
+    fn user_options_override_defaults() {
+        let c = KafkaClient::new(
+            &KafkaConfig {
+                brokers: vec!["a:1".into(), "b:2".into()],
+                options: [("fetch.wait.max.ms".to_string(), "100".to_string())].into(),
+            },
+            "g",
+        );
+        assert_eq!(c.settings["fetch.wait.max.ms"], "100");
+        assert_eq!(c.settings["bootstrap.servers"], "a:1,b:2");
+        assert_eq!(c.settings["enable.auto.commit"], "false");
+    }
+}

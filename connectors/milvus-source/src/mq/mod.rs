@@ -1,0 +1,82 @@
+//! Message-queue readers: one [`MqReader`] per channel (topic), created by an [`MqClient`].
+//!
+//! Offsets given to the engine are order-preserving byte strings: for Kafka the partition
+//! offset as 8 big-endian bytes; for Pulsar `ledgerId`, `entryId` and `batchIndex + 1` as
+//! big-endian integers. Milvus's own message IDs (in start positions) are converted with
+//! [`MqClient::offset_of_msg_id`].
+
+use async_trait::async_trait;
+use cdc_engine::{EngineError, Offset};
+
+use crate::decode::RawMessage;
+
+pub mod kafka;
+pub mod pulsar;
+
+/// Where a reader starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartAt {
+    /// After the last message present when the reader opens.
+    Latest,
+    /// At the oldest message the queue holds.
+    Earliest,
+    /// Just after this offset (resume from a checkpoint or a user position).
+    After(Offset),
+    /// At this offset, included (a collection's start position).
+    At(Offset),
+}
+
+/// Reads one channel in order.
+#[async_trait]
+pub trait MqReader: Send {
+    /// The next message. Cancel-safe: dropping the future loses no message.
+    async fn recv(&mut self) -> Result<RawMessage, EngineError>;
+
+    /// Offset of the newest message the broker holds now (`None` when the channel is empty
+    /// or does not exist yet).
+    async fn last_available(&mut self) -> Result<Option<Offset>, EngineError>;
+
+    /// Offset of the newest message consumed, or of the one just before the start position.
+    fn last_read(&self) -> Option<Offset>;
+}
+
+/// Whether a reader whose last read offset is `last_read` has consumed `target`.
+pub fn reached(last_read: Option<&Offset>, target: Option<&Offset>) -> bool {
+    match (target, last_read) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(t), Some(r)) => r >= t,
+    }
+}
+
+/// Opens readers on one message queue.
+#[async_trait]
+pub trait MqClient: Send + Sync {
+    /// Names of the existing channels (topics).
+    async fn list_channels(&self) -> Result<Vec<String>, EngineError>;
+
+    /// A reader of `channel` positioned at `start`.
+    async fn open(&self, channel: &str, start: StartAt) -> Result<Box<dyn MqReader>, EngineError>;
+
+    /// The engine offset of a Milvus message ID (`MsgPosition.msgID`).
+    fn offset_of_msg_id(&self, msg_id: &[u8]) -> Result<Offset, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reached_compares_offsets() {
+        let o = |n: i64| n.to_be_bytes().to_vec();
+        assert!(reached(None, None));
+        assert!(reached(Some(&o(3)), None));
+        assert!(!reached(None, Some(&o(0))));
+        assert!(reached(Some(&o(5)), Some(&o(5))));
+        assert!(!reached(Some(&o(4)), Some(&o(5))));
+        assert!(
+            reached(Some(&o(256)), Some(&o(255))),
+            "big-endian keeps the order"
+        );
+    }
+}

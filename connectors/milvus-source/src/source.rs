@@ -1,0 +1,488 @@
+//! [`MilvusSource`]: the engine [`Source`] that reads a Milvus 2.3.2 - 2.5 source.
+//!
+//! ```text
+//!  etcd ──scan+watch──► cache ◄─────────────────────────┐ names, definitions
+//!    └── partition / collection changes ─┐              │
+//!  dml_0 ─► reader task (decode) ─► bounded ─┤          │
+//!  dml_N ─► reader task (decode) ─► bounded ─┼─► merger ─► convert ─► next()
+//!  replicate ─► reader task ──────► bounded ─┘   (timestamp order, probe rounds)
+//! ```
+//!
+//! `open` scans etcd, lists the existing `{cluster}-rootcoord-dml_N` topics and starts one
+//! reader per channel (plus the replicate channel); a collection that appears in etcd on a
+//! physical channel not yet read starts a reader there at the collection's start position, so
+//! its first rows are not missed.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cdc_engine::metrics::ComponentMetrics;
+use cdc_engine::{ChangeEvent, EngineError, Offset, Source};
+use cdc_protocol::{channel, position};
+use cdc_state::Offsets;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+use crate::config::{MilvusSourceConfig, MqConfig, StartFrom, COMPONENT};
+use crate::convert::{Converter, Ctx};
+use crate::decode::Payload;
+use crate::input::Input;
+use crate::merger::{ChannelKind, Merger};
+use crate::meta::watcher::{self, WatchTask};
+use crate::meta::{MetaCache, MetaChange};
+use crate::mq::kafka::KafkaClient;
+use crate::mq::pulsar::PulsarClient;
+use crate::mq::{MqClient, StartAt};
+use crate::reader::ReaderTask;
+
+/// Shortest time between two probe rounds while changes arrive.
+const ROUND_MIN_GAP: Duration = Duration::from_millis(5);
+/// Longest time between two probe rounds while changes wait (lets idle channels be seen).
+const ROUND_MAX_GAP: Duration = Duration::from_millis(100);
+/// A round whose probes have not all answered by then is abandoned and started again.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long `next` sleeps when nothing arrives, before re-checking rounds and idleness.
+const POLL_SLEEP: Duration = Duration::from_millis(20);
+
+/// Reads change events from a source Milvus (etcd metadata plus its message queue), in
+/// hybrid-timestamp order across channels. See the crate documentation.
+pub struct MilvusSource {
+    cfg: MilvusSourceConfig,
+    metrics: ComponentMetrics,
+    group: String,
+    run: Option<Running>,
+}
+
+struct Chan {
+    rx: mpsc::Receiver<Input>,
+    probe: mpsc::UnboundedSender<u64>,
+    task: JoinHandle<()>,
+}
+
+struct Ready {
+    event: Option<ChangeEvent>,
+    marks: Vec<(usize, Offset)>,
+}
+
+struct Running {
+    client: Arc<dyn MqClient>,
+    cache: Arc<Mutex<MetaCache>>,
+    merger: Merger<Payload>,
+    chans: Vec<Chan>,
+    converter: Converter,
+    ready: VecDeque<Ready>,
+    rr: usize,
+    max_pending: usize,
+    buffer: usize,
+    on_decode_error: crate::config::OnDecodeError,
+    metrics: ComponentMetrics,
+    cluster: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for c in &self.chans {
+            c.task.abort();
+        }
+    }
+}
+
+impl MilvusSource {
+    /// A source for `cfg` (validated here; nothing is connected before `open`). `pipeline`
+    /// labels the metrics and names the (never committed) Kafka consumer group.
+    ///
+    /// # Errors
+    /// The errors of [`MilvusSourceConfig::validate`].
+    pub fn new(cfg: MilvusSourceConfig, pipeline: &str) -> Result<Self, EngineError> {
+        cfg.validate()?;
+        Ok(Self {
+            cfg,
+            metrics: ComponentMetrics::new(pipeline, "source"),
+            group: format!("milvus-cdc-{pipeline}"),
+            run: None,
+        })
+    }
+
+    /// Name of the pseudo-channel of etcd partition changes (not checkpointed).
+    pub fn meta_channel_name(&self) -> String {
+        format!("etcd:{}", self.cfg.meta_root())
+    }
+
+    fn is_dml(&self, name: &str) -> bool {
+        channel::parse_pchannel(name).is_some_and(|(c, _)| c == self.cfg.cluster_prefix)
+    }
+
+    /// Start of a DML or replicate channel: checkpoint, else user position, else `start`.
+    fn start_of(
+        &self,
+        name: &str,
+        resume: &Offsets,
+        client: &dyn MqClient,
+    ) -> Result<StartAt, EngineError> {
+        if let Some(o) = resume.get(name) {
+            return Ok(StartAt::After(o.clone()));
+        }
+        let mut user: Option<Offset> = None;
+        for (vchannel, text) in &self.cfg.positions {
+            if channel::pchannel_of(vchannel) != Some(name) {
+                continue;
+            }
+            let field = format!("positions.{vchannel}");
+            let pos = position::decode_position_b64(text)
+                .map_err(|e| EngineError::config(COMPONENT, format!("field `{field}`: {e}")))?;
+            let o = client
+                .offset_of_msg_id(&pos.msg_id)
+                .map_err(|e| EngineError::config(COMPONENT, format!("field `{field}`: {e}")))?;
+            if user.as_ref().is_none_or(|u| o < *u) {
+                user = Some(o);
+            }
+        }
+        Ok(match (user, self.cfg.start) {
+            (Some(o), _) => StartAt::After(o),
+            (None, StartFrom::Latest) => StartAt::Latest,
+            (None, StartFrom::Earliest) => StartAt::Earliest,
+        })
+    }
+}
+
+impl Running {
+    fn spawn_reader(&mut self, name: &str, kind: ChannelKind, start: StartAt) {
+        let (tx, rx) = mpsc::channel(self.buffer);
+        let (probe, probes) = mpsc::unbounded_channel();
+        info!(message = "Reading source channel.", channel = name, start = ?start);
+        let task = ReaderTask {
+            client: self.client.clone(),
+            channel: name.to_string(),
+            start,
+            tx,
+            probes,
+            on_decode_error: self.on_decode_error,
+            metrics: self.metrics.clone(),
+        };
+        let task = tokio::spawn(task.run());
+        self.merger.add_channel(name, kind, Instant::now());
+        self.chans.push(Chan { rx, probe, task });
+    }
+
+    fn refresh_live(&mut self) -> Result<(), EngineError> {
+        let live = self.lock_cache()?.live_pchannels();
+        for i in 0..self.merger.len() {
+            let name = self.merger.channel_name(i);
+            self.merger.set_live(i, live.contains(&*name));
+        }
+        Ok(())
+    }
+
+    fn lock_cache(&self) -> Result<std::sync::MutexGuard<'_, MetaCache>, EngineError> {
+        self.cache
+            .lock()
+            .map_err(|_| EngineError::internal(COMPONENT, "metadata cache lock poisoned"))
+    }
+
+    fn on_collection(&mut self, change: MetaChange) -> Result<(), EngineError> {
+        if let MetaChange::Collection {
+            id,
+            pchannels,
+            start_positions,
+            live,
+        } = change
+        {
+            for p in pchannels {
+                let is_ours = channel::parse_pchannel(&p).is_some_and(|(c, _)| c == self.cluster);
+                if !live || !is_ours || self.merger.channel_index(&p).is_some() {
+                    continue;
+                }
+                let start = start_positions
+                    .iter()
+                    .find(|(k, _)| *k == p || channel::pchannel_of(k) == Some(p.as_str()))
+                    .and_then(|(_, id)| self.client.offset_of_msg_id(id).ok())
+                    .map_or(StartAt::Earliest, StartAt::At);
+                info!(message = "New collection on an unread channel; reading it from the collection's start.", collection_id = id, channel = %p);
+                self.spawn_reader(&p, ChannelKind::Dml, start);
+            }
+        }
+        self.refresh_live()
+    }
+
+    fn poll_inputs(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<(usize, Option<Input>)> {
+        let n = self.chans.len();
+        for k in 0..n {
+            let i = (self.rr + k) % n;
+            if self.merger.pending_bytes(i) >= self.max_pending && !self.merger.is_needed(i, now) {
+                continue;
+            }
+            if let Poll::Ready(x) = self.chans[i].rx.poll_recv(cx) {
+                self.rr = i + 1;
+                return Poll::Ready((i, x));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn handle(&mut self, i: usize, input: Option<Input>) -> Result<(), EngineError> {
+        let now = Instant::now();
+        let Some(input) = input else {
+            return Err(EngineError::internal(
+                COMPONENT,
+                format!(
+                    "the reader of channel {} stopped",
+                    self.merger.channel_name(i)
+                ),
+            ));
+        };
+        match input {
+            Input::Tick { offset, ts } => self.merger.tick(i, offset, ts, now),
+            Input::Skipped { offset } => self.merger.skip(i, offset, now),
+            Input::Change {
+                offset,
+                ts,
+                bytes,
+                pair,
+                payload,
+            } => self.merger.push(i, offset, ts, bytes, pair, payload, now),
+            Input::ProbeOk { round } => self.merger.probe_ok(i, round),
+            Input::Collection(change) => self.on_collection(change)?,
+            Input::Failed(e) => {
+                self.metrics.error(match e.kind {
+                    cdc_engine::ErrorKind::Decode => "decode",
+                    cdc_engine::ErrorKind::Connect => "connect",
+                    _ => "read",
+                });
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_round(&mut self, now: Instant) {
+        if self
+            .merger
+            .round_age(now)
+            .is_some_and(|a| a > ROUND_TIMEOUT)
+        {
+            debug!(message = "Probe round timed out; starting another.");
+            self.merger.abandon_round();
+        }
+        if !self.merger.wants_round(now, ROUND_MIN_GAP, ROUND_MAX_GAP) {
+            return;
+        }
+        if let Some(req) = self.merger.start_round(now) {
+            for ch in req.channels {
+                // A reader that stopped reports it in-band; the round then times out.
+                let _ = self.chans[ch].probe.send(req.round);
+            }
+        }
+    }
+
+    /// Converts the next releasable group; false when none is releasable.
+    fn release(&mut self) -> Result<bool, EngineError> {
+        let Some(group) = self.merger.pop_releasable() else {
+            return Ok(false);
+        };
+        let marks: Vec<(usize, Offset)> = group
+            .iter()
+            .map(|r| (r.channel, r.offset.clone()))
+            .collect();
+        let Some(first) = group.first() else {
+            return Ok(true);
+        };
+        let channel = self.merger.channel_name(first.channel);
+        let mut events = Vec::new();
+        {
+            let cache = self.cache.clone();
+            let mut cache = cache
+                .lock()
+                .map_err(|_| EngineError::internal(COMPONENT, "metadata cache lock poisoned"))?;
+            let mut ctx = Ctx {
+                channel,
+                cache: &mut cache,
+            };
+            self.converter.convert(group, &mut ctx, &mut events)?;
+        }
+        let n = events.len();
+        for (k, ev) in events.into_iter().enumerate() {
+            let marks = if k + 1 == n {
+                marks.clone()
+            } else {
+                Vec::new()
+            };
+            self.ready.push_back(Ready {
+                event: Some(ev),
+                marks,
+            });
+        }
+        if n == 0 {
+            self.ready.push_back(Ready { event: None, marks });
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl Source for MilvusSource {
+    async fn open(&mut self, resume: &Offsets) -> Result<(), EngineError> {
+        let cfg = &self.cfg;
+        let client: Arc<dyn MqClient> = match &cfg.mq {
+            MqConfig::Kafka(k) => Arc::new(KafkaClient::new(k, &self.group)),
+            MqConfig::Pulsar(p) => Arc::new(PulsarClient::new(p, &self.group)),
+        };
+        let meta_root = cfg.meta_root();
+        let mut etcd = watcher::connect(&cfg.etcd).await?;
+        let mut cache = MetaCache::default();
+        let revision = watcher::scan(&mut etcd, &meta_root, &mut cache, &self.metrics).await?;
+        let topics = client.list_channels().await?;
+
+        let replicate = cfg.replicate_channel_name();
+        let meta_channel = self.meta_channel_name();
+        let mut dml: BTreeSet<String> = topics.into_iter().filter(|t| self.is_dml(t)).collect();
+        dml.extend(
+            cache
+                .live_pchannels()
+                .into_iter()
+                .filter(|p| self.is_dml(p)),
+        );
+        dml.extend(
+            resume
+                .keys()
+                .filter(|k| **k != replicate && **k != meta_channel)
+                .cloned(),
+        );
+        for v in cfg.positions.keys() {
+            if let Some(p) = channel::pchannel_of(v) {
+                dml.insert(p.to_string());
+            }
+        }
+        let replay_partitions = !resume.is_empty() || cfg.start == StartFrom::Earliest;
+        let partitions = if replay_partitions {
+            cache.user_partitions()
+        } else {
+            Vec::new()
+        };
+
+        let mut run = Running {
+            client: client.clone(),
+            cache: Arc::new(Mutex::new(cache)),
+            merger: Merger::new(Duration::from_millis(cfg.idle_channel_ms)),
+            chans: Vec::new(),
+            converter: Converter::default(),
+            ready: VecDeque::new(),
+            rr: 0,
+            max_pending: cfg.max_pending_mib.saturating_mul(1 << 20),
+            buffer: cfg.channel_buffer,
+            on_decode_error: cfg.on_decode_error,
+            metrics: self.metrics.clone(),
+            cluster: cfg.cluster_prefix.clone(),
+        };
+
+        // The etcd watch is channel 0.
+        let (tx, rx) = mpsc::channel(cfg.channel_buffer);
+        let (probe, probes) = mpsc::unbounded_channel();
+        let watch = WatchTask {
+            client: etcd,
+            meta_root,
+            from_revision: revision + 1,
+            cache: run.cache.clone(),
+            tx,
+            probes,
+            metrics: self.metrics.clone(),
+        };
+        let task = tokio::spawn(watch.run());
+        let meta_idx = run
+            .merger
+            .add_channel(&meta_channel, ChannelKind::Meta, Instant::now());
+        run.chans.push(Chan { rx, probe, task });
+
+        let mut starts: BTreeMap<String, StartAt> = BTreeMap::new();
+        for name in &dml {
+            starts.insert(name.clone(), self.start_of(name, resume, client.as_ref())?);
+        }
+        let replicate_start = self.start_of(&replicate, resume, client.as_ref())?;
+        run.spawn_reader(&replicate, ChannelKind::Replicate, replicate_start);
+        for (name, start) in starts {
+            run.spawn_reader(&name, ChannelKind::Dml, start);
+        }
+        run.refresh_live()?;
+        let now = Instant::now();
+        for change in partitions {
+            if let Input::Change {
+                offset,
+                ts,
+                bytes,
+                pair,
+                payload,
+            } = watcher::change_input(change)
+            {
+                run.merger
+                    .push(meta_idx, offset, ts, bytes, pair, payload, now);
+            }
+        }
+        info!(
+            message = "Milvus source opened.",
+            dml_channels = dml.len(),
+            replicate_channel = %replicate,
+            start = ?self.cfg.start,
+            resumed_channels = resume.len(),
+        );
+        self.run = Some(run);
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Result<Option<ChangeEvent>, EngineError> {
+        let run = self
+            .run
+            .as_mut()
+            .ok_or_else(|| EngineError::internal(COMPONENT, "next() called before open()"))?;
+        loop {
+            if let Some(ready) = run.ready.pop_front() {
+                for (ch, offset) in &ready.marks {
+                    run.merger.delivered(*ch, offset);
+                }
+                match ready.event {
+                    Some(ev) => return Ok(Some(ev)),
+                    None => continue,
+                }
+            }
+            if run.release()? {
+                continue;
+            }
+            let now = Instant::now();
+            run.maybe_round(now);
+            let input = tokio::select! {
+                x = poll_fn(|cx| run.poll_inputs(cx, now)) => Some(x),
+                _ = tokio::time::sleep(POLL_SLEEP) => None,
+            };
+            if let Some((i, input)) = input {
+                run.handle(i, input)?;
+                // Drain what is already buffered before the next release check.
+                let now = Instant::now();
+                for _ in 0..256 {
+                    let polled = poll_fn(|cx| Poll::Ready(run.poll_inputs(cx, now))).await;
+                    match polled {
+                        Poll::Ready((i, input)) => run.handle(i, input)?,
+                        Poll::Pending => break,
+                    }
+                }
+            }
+        }
+    }
+
+    fn offsets(&self) -> Offsets {
+        self.run
+            .as_ref()
+            .map(|r| r.merger.offsets())
+            .unwrap_or_default()
+    }
+
+    async fn close(&mut self) {
+        if let Some(run) = self.run.take() {
+            for c in &run.chans {
+                c.task.abort();
+            }
+        }
+    }
+}
