@@ -44,6 +44,20 @@ pub fn meta_root(root_path: &str, meta_sub_path: &str) -> String {
     )
 }
 
+/// The key of the TSO that RootCoord persists: `{root_path}/kv/gid/timestamp` (outside the meta
+/// root).
+#[must_use]
+pub fn tso_key(root_path: &str) -> String {
+    format!("{}/kv/gid/timestamp", root_path.trim_end_matches('/'))
+}
+
+/// The value of [`tso_key`]: 8 bytes, big-endian, Unix time in nanoseconds. `None` when the
+/// value is not 8 bytes long.
+#[must_use]
+pub fn decode_tso_nanos(value: &[u8]) -> Option<u64> {
+    value.try_into().ok().map(u64::from_be_bytes)
+}
+
 /// A parsed RootCoord metadata key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MetaKey {
@@ -330,6 +344,13 @@ mod tests {
             decode_meta_value(MetaKey::Database { db_id: 1 }, &TOMBSTONE).unwrap(),
             MetaValue::Tombstone
         );
+    }
+
+    #[test]
+    fn tso() {
+        assert_eq!(tso_key("by-dev/"), "by-dev/kv/gid/timestamp");
+        assert_eq!(decode_tso_nanos(&[0, 0, 0, 0, 0, 0, 1, 2]), Some(258));
+        assert_eq!(decode_tso_nanos(&[1, 2]), None);
     }
 
     #[test]
