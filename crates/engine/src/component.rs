@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cdc_state::Offsets;
+use cdc_state::{Offsets, SinkCheckpoint};
 
 use crate::error::EngineError;
 use crate::event::ChangeEvent;
@@ -96,6 +96,23 @@ pub trait Sink: Send {
     /// transaction, publish files). The default does nothing.
     async fn commit(&mut self, _epoch: u64) -> Result<(), EngineError> {
         Ok(())
+    }
+
+    /// Called at a barrier just before `flush`, with the offsets the barrier covers. A sink that
+    /// commits its offsets atomically with its output (two-phase commit: Kafka transactions,
+    /// atomically published files) records them here as part of the pending output of `epoch`,
+    /// so that `commit` makes output and offsets visible together. The default does nothing.
+    async fn pre_commit(&mut self, _epoch: u64, _offsets: &Offsets) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// The checkpoint this sink committed in the target itself (see [`Sink::pre_commit`]),
+    /// read once after `open`; `None` (the default) when it keeps none. When `Some`, the engine
+    /// resumes this sink from it instead of from the state store: a crash between the state
+    /// store commit and [`Sink::commit`] leaves the state store ahead of what the target
+    /// published, and only the target knows which of the two happened.
+    async fn committed_checkpoint(&mut self) -> Result<Option<SinkCheckpoint>, EngineError> {
+        Ok(None)
     }
 
     /// How often `tick` is called while no change arrives (for time-based batch flushes).

@@ -12,6 +12,10 @@
 //!   positions: one sink being down or slow never loses another's progress.
 //! * On start, each channel resumes after the smallest offset any sink committed; a sink skips
 //!   the changes at or before its own committed offset, so none is written twice by the engine.
+//! * Two-phase-commit sinks (exactly-once) get the barrier's offsets in `pre_commit` before
+//!   `flush` and publish them with their output in `commit`; on start the engine asks them for
+//!   that checkpoint (`committed_checkpoint`) and prefers it over the state store's, which may
+//!   be one epoch ahead after a crash between the two commits.
 //! * A full sink channel blocks the source (backpressure): memory stays bounded by the channel
 //!   capacities.
 //! * Stop: the source cuts a final barrier, sinks flush and commit it, then the pipeline ends.
@@ -202,32 +206,38 @@ async fn run(
             .map_err(|e| EngineError::internal("state", e.to_string()))??;
         checkpoints.push(cp);
     }
-    let resume = resume_offsets(
-        &checkpoints
-            .iter()
-            .map(|c| c.offsets.clone())
-            .collect::<Vec<_>>(),
-    );
-    let first_epoch = checkpoints.iter().map(|c| c.epoch).max().unwrap_or(0) + 1;
+    // Epochs keep increasing past every checkpoint ever stored.
+    let mut first_epoch = checkpoints.iter().map(|c| c.epoch).max().unwrap_or(0) + 1;
     info!(
         message = "Starting pipeline.",
         pipeline = %name,
-        sinks = sinks.len(),
-        resume_channels = resume.len(),
-        first_epoch
+        sinks = sinks.len()
     );
 
     // Sinks first, so a sink that cannot connect fails the start before the source reads.
     let mut tasks: JoinSet<Result<(), EngineError>> = JoinSet::new();
     let mut senders = Vec::new();
-    for ((id, mut sink), cp) in sinks.into_iter().zip(checkpoints) {
-        let ctx = SinkContext {
+    let mut resume_from = Vec::new();
+    for ((id, mut sink), mut cp) in sinks.into_iter().zip(checkpoints) {
+        let mut ctx = SinkContext {
             pipeline: name.clone(),
             sink_id: id.clone(),
-            committed: Arc::new(cp.offsets),
+            committed: Arc::new(cp.offsets.clone()),
             metrics: ComponentMetrics::new(&name, &format!("sink.{id}")),
         };
         sink.open(&ctx).await?;
+        if let Some(own) = sink.committed_checkpoint().await? {
+            info!(
+                message = "Sink keeps its own checkpoint; resuming it from there.",
+                pipeline = %name,
+                sink = %id,
+                own_epoch = own.epoch,
+                state_store_epoch = cp.epoch
+            );
+            first_epoch = first_epoch.max(own.epoch + 1);
+            ctx.committed = Arc::new(own.offsets.clone());
+            cp = own;
+        }
         info!(
             message = "Sink opened.",
             pipeline = %name,
@@ -235,10 +245,18 @@ async fn run(
             delivery = ?sink.delivery(),
             committed_epoch = cp.epoch
         );
+        resume_from.push(cp.offsets);
         let (tx, rx) = mpsc::channel(options.channel_capacity.max(1));
         senders.push(tx);
         tasks.spawn(run_sink(sink, ctx, rx, store.clone(), status.clone()));
     }
+    let resume = resume_offsets(&resume_from);
+    debug!(
+        message = "Resuming the source.",
+        pipeline = %name,
+        resume_channels = resume.len(),
+        first_epoch
+    );
     source.open(&resume).await?;
     info!(message = "Source opened; reading changes.", pipeline = %name);
     let src_metrics = ComponentMetrics::new(&name, "source");
@@ -413,6 +431,7 @@ async fn sink_loop(
             }
             Message::Barrier(b) => {
                 let started = Instant::now();
+                sink.pre_commit(b.epoch, &b.offsets).await?;
                 sink.flush().await?;
                 let (st, pipe, sid, offsets) = (
                     store.clone(),

@@ -316,3 +316,125 @@ async fn stop_commits_a_final_checkpoint() {
     assert_eq!(seen.lock().unwrap().len(), 30);
     assert_eq!(st.load("p", "s").unwrap().offsets["a"], off(30));
 }
+
+/// What a two-phase-commit target holds: the published changes and the checkpoint committed
+/// with them.
+#[derive(Default)]
+struct TwoPhaseTarget {
+    published: Vec<(String, u64)>,
+    checkpoint: Option<cdc_state::SinkCheckpoint>,
+}
+
+/// Buffers changes and publishes them with the barrier's offsets at `commit`; can fail at a
+/// chosen commit, after the engine stored the checkpoint but before publishing (a crash between
+/// the state store commit and the target commit).
+struct TwoPhaseSink {
+    target: Arc<Mutex<TwoPhaseTarget>>,
+    pending: Vec<(String, u64)>,
+    staged: Option<cdc_state::SinkCheckpoint>,
+    fail_at_commit: Option<usize>,
+    commits: usize,
+}
+
+impl TwoPhaseSink {
+    fn new(target: &Arc<Mutex<TwoPhaseTarget>>, fail_at_commit: Option<usize>) -> Self {
+        Self {
+            target: target.clone(),
+            pending: Vec::new(),
+            staged: None,
+            fail_at_commit,
+            commits: 0,
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for TwoPhaseSink {
+    fn delivery(&self) -> DeliveryGuarantee {
+        DeliveryGuarantee::ExactlyOnce
+    }
+
+    async fn write(&mut self, event: Arc<ChangeEvent>) -> Result<(), EngineError> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let n = u64::from_be_bytes(event.position.offset.as_slice().try_into().unwrap());
+        self.pending.push((event.position.channel.to_string(), n));
+        Ok(())
+    }
+
+    async fn pre_commit(&mut self, epoch: u64, offsets: &Offsets) -> Result<(), EngineError> {
+        self.staged = Some(cdc_state::SinkCheckpoint {
+            epoch,
+            offsets: offsets.clone(),
+        });
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    async fn commit(&mut self, _epoch: u64) -> Result<(), EngineError> {
+        self.commits += 1;
+        if self.fail_at_commit == Some(self.commits) {
+            return Err(EngineError::new(
+                "2pc sink",
+                crate::ErrorKind::Write,
+                "crash before commit",
+            ));
+        }
+        let mut t = self.target.lock().unwrap();
+        t.published.append(&mut self.pending);
+        t.checkpoint = self.staged.take();
+        Ok(())
+    }
+
+    async fn committed_checkpoint(
+        &mut self,
+    ) -> Result<Option<cdc_state::SinkCheckpoint>, EngineError> {
+        Ok(self.target.lock().unwrap().checkpoint.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_two_phase_sink_resumes_from_its_own_checkpoint_after_a_crash_between_commits() {
+    let (_d, st) = store();
+    let target = Arc::new(Mutex::new(TwoPhaseTarget::default()));
+    let mut source = TestSource::new(&["a"], None);
+    source.stall_at_end = true;
+    let sink = TwoPhaseSink::new(&target, Some(3));
+    let p = Pipeline {
+        name: "p".into(),
+        source: Box::new(source),
+        operators: vec![],
+        sinks: vec![("s".into(), Box::new(sink) as Box<dyn Sink>)],
+        options: opts(),
+    };
+    let err = p
+        .run(st.clone(), CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("crash before commit"));
+    // The state store is one epoch ahead of what the target published.
+    let stored = st.load("p", "s").unwrap();
+    let own = target.lock().unwrap().checkpoint.clone().unwrap();
+    assert_eq!(stored.epoch, own.epoch + 1);
+    assert!(stored.offsets["a"] > own.offsets["a"]);
+
+    // Restart: the sink's own checkpoint wins, so the unpublished changes come again, once.
+    let total = u64::from_be_bytes(stored.offsets["a"].as_slice().try_into().unwrap()) + 20;
+    let p = Pipeline {
+        name: "p".into(),
+        source: Box::new(TestSource::new(&["a"], Some(total))),
+        operators: vec![],
+        sinks: vec![(
+            "s".into(),
+            Box::new(TwoPhaseSink::new(&target, None)) as Box<dyn Sink>,
+        )],
+        options: opts(),
+    };
+    p.run(st.clone(), CancellationToken::new()).await.unwrap();
+    let t = target.lock().unwrap();
+    let published: Vec<u64> = t.published.iter().map(|(_, n)| *n).collect();
+    assert_eq!(published, (1..=total).collect::<Vec<_>>());
+    assert!(t.checkpoint.as_ref().unwrap().epoch > stored.epoch);
+}
