@@ -106,6 +106,23 @@ impl KeySet {
     }
 }
 
+/// The primary-key column `pk` of `columns` as IDs (`None` when absent or not int64/varchar).
+pub(crate) fn pk_ids(columns: &[FieldData], pk: &str) -> Option<Ids> {
+    let col = columns.iter().find(|c| c.field_name == pk)?;
+    match col.field.as_ref()? {
+        Field::Scalars(s) => match s.data.as_ref()? {
+            Scalar::LongData(a) => Some(Ids {
+                id_field: Some(IdField::IntId(a.clone())),
+            }),
+            Scalar::StringData(a) => Some(Ids {
+                id_field: Some(IdField::StrId(a.clone())),
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// One unit of work for a writer, already resolved to the target.
 #[derive(Debug)]
 pub(crate) enum Item {

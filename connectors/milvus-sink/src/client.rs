@@ -252,7 +252,7 @@ impl TargetClient {
             .into_inner();
         match check_status(r.status.as_ref()) {
             Ok(()) => Ok(r.index_descriptions),
-            Err(f) if is_not_found(&f) || f.reason_contains("index not exist") => Ok(vec![]),
+            Err(f) if is_index_not_found(&f) => Ok(vec![]),
             Err(f) => Err(f),
         }
     }
@@ -374,6 +374,23 @@ pub(crate) fn is_not_found(f: &Failure) -> bool {
                 || matches!(error_code, 4 | 28)
                 || f.reason_contains("not found")
                 || f.reason_contains("not exist")
+        }
+        _ => false,
+    }
+}
+
+/// True when Milvus says the index does not exist (2.3+ code 700, legacy IndexNotExist,
+/// or the usual wording).
+fn is_index_not_found(f: &Failure) -> bool {
+    match f {
+        Failure::Milvus {
+            code, error_code, ..
+        } => {
+            *code == 700
+                || *error_code == 25
+                || f.reason_contains("index not exist")
+                || f.reason_contains("index not found")
+                || f.reason_contains("no index")
         }
         _ => false,
     }

@@ -327,10 +327,13 @@ pub(crate) async fn apply(
                     c.describe_index(db, coll, &r.index_name)
                 })
                 .await?;
-            if existing.iter().any(|i| {
-                (r.index_name.is_empty() || i.index_name == r.index_name)
-                    && i.field_name == r.field_name
-            }) {
+            // One index per field (Milvus 2.3-2.5): an index on the field, or one of that name,
+            // means this change was applied already (milvus-lite names indexes after fields).
+            let same = |i: &IndexDescription| {
+                (!r.index_name.is_empty() && i.index_name == r.index_name)
+                    || (!r.field_name.is_empty() && i.field_name == r.field_name)
+            };
+            if existing.iter().any(same) {
                 return Ok(());
             }
             let req = CreateIndexRequest {

@@ -3,6 +3,7 @@
 //! Writers of different collections or shards run in parallel; a primary key always lives in
 //! one source shard, so per-key order is kept.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,11 +13,12 @@ use cdc_protocol::milvus::{DeleteRequest, InsertRequest, UpsertRequest};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use crate::batch::{Batcher, DeleteBatch, Item, KeySet, RowsBatch, WriteKind};
+use crate::batch::{self, Batcher, DeleteBatch, Item, KeySet, RowsBatch, WriteKind};
 use crate::config::WriteMode;
 use crate::ddl::Shared;
 use crate::expr;
 use crate::meta::CollectionInfo;
+use crate::retry::Failure;
 
 /// What the sink sends to a writer.
 #[derive(Debug)]
@@ -205,43 +207,33 @@ impl Writer {
         match item {
             Item::Rows(b) => {
                 let op = b.kind.name();
-                let attempts = std::sync::atomic::AtomicU32::new(0);
-                let can_upsert = !self.info.auto_id;
+                // Milvus 2.3.5 stores an upserted row of a partition-key collection outside
+                // the partition of its key (queries filtering on the key miss it), so there an
+                // upsert is a delete by key followed by an insert, both in one attempt.
+                let replace = if self.info.partition_key {
+                    let ids = batch::pk_ids(&b.columns, &self.info.pk_name);
+                    ids.and_then(|ids| expr::pk_in(&self.info.pk_name, &ids))
+                        .map(Rpc::DeleteInsert)
+                        .unwrap_or(Rpc::Insert)
+                } else {
+                    Rpc::Upsert
+                };
+                let first_rpc = match b.kind {
+                    WriteKind::Upsert => replace.clone(),
+                    WriteKind::Insert => Rpc::Insert,
+                };
+                // A failed insert may have been applied: retry it as a replacement.
+                let retry_rpc = if self.info.auto_id {
+                    first_rpc.clone()
+                } else {
+                    replace
+                };
+                let attempts = AtomicU32::new(0);
                 self.sh
                     .retry(db, coll, op, || {
-                        let first =
-                            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
-                        let upsert = b.kind == WriteKind::Upsert || (!first && can_upsert);
-                        let (columns, partition) = (b.columns.clone(), b.partition.clone());
-                        async move {
-                            if upsert {
-                                c.upsert(
-                                    db,
-                                    UpsertRequest {
-                                        db_name: db.to_string(),
-                                        collection_name: coll.to_string(),
-                                        partition_name: partition,
-                                        fields_data: columns,
-                                        num_rows: b.rows as u32,
-                                        ..Default::default()
-                                    },
-                                )
-                                .await
-                            } else {
-                                c.insert(
-                                    db,
-                                    InsertRequest {
-                                        db_name: db.to_string(),
-                                        collection_name: coll.to_string(),
-                                        partition_name: partition,
-                                        fields_data: columns,
-                                        num_rows: b.rows as u32,
-                                        ..Default::default()
-                                    },
-                                )
-                                .await
-                            }
-                        }
+                        let first = attempts.fetch_add(1, Ordering::Relaxed) == 0;
+                        let rpc = if first { &first_rpc } else { &retry_rpc };
+                        self.rows_rpc(rpc, &b)
                     })
                     .await?;
                 self.record(op, b.rows, b.bytes, b.max_ts, b.events);
@@ -266,6 +258,45 @@ impl Writer {
         Ok(())
     }
 
+    /// One attempt at writing a row batch.
+    async fn rows_rpc(&self, rpc: &Rpc, b: &RowsBatch) -> Result<(), Failure> {
+        let (db, coll) = (self.db.as_str(), self.coll.as_str());
+        let c = &self.sh.client;
+        let insert = || InsertRequest {
+            db_name: db.to_string(),
+            collection_name: coll.to_string(),
+            partition_name: b.partition.clone(),
+            fields_data: b.columns.clone(),
+            num_rows: b.rows as u32,
+            ..Default::default()
+        };
+        match rpc {
+            Rpc::Insert => c.insert(db, insert()).await.map(drop),
+            Rpc::Upsert => {
+                let i = insert();
+                let req = UpsertRequest {
+                    db_name: i.db_name,
+                    collection_name: i.collection_name,
+                    partition_name: i.partition_name,
+                    fields_data: i.fields_data,
+                    num_rows: i.num_rows,
+                    ..Default::default()
+                };
+                c.upsert(db, req).await.map(drop)
+            }
+            Rpc::DeleteInsert(expr) => {
+                let del = DeleteRequest {
+                    db_name: db.to_string(),
+                    collection_name: coll.to_string(),
+                    expr: expr.clone(),
+                    ..Default::default()
+                };
+                c.delete(db, del).await?;
+                c.insert(db, insert()).await.map(drop)
+            }
+        }
+    }
+
     fn record(&self, op: &str, rows: usize, bytes: usize, ts: u64, events: usize) {
         debug!(
             message = "Wrote batch to target.",
@@ -281,6 +312,15 @@ impl Writer {
         self.metrics.bytes.inc_by(bytes as u64);
         self.metrics.events_out.inc_by(events as u64);
     }
+}
+
+/// How a row batch is written.
+#[derive(Debug, Clone)]
+enum Rpc {
+    Insert,
+    Upsert,
+    /// Delete by the given expression, then insert.
+    DeleteInsert(String),
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
