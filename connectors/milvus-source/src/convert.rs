@@ -316,14 +316,32 @@ impl Converter {
                     properties: r.properties,
                 }),
             )),
-            MqMessage::DropDatabase(r) => out.push(event(
-                pos,
-                db_or_default(&r.db_name),
-                String::new(),
-                0,
-                None,
-                Op::Ddl(Ddl::DropDatabase),
-            )),
+            MqMessage::DropDatabase(r) => {
+                let db = db_or_default(&r.db_name);
+                // Milvus broadcasts DropCollection asynchronously, with a timestamp taken after
+                // the drop returned: a DropDatabase that follows can be older. Its collections
+                // are already dropping (etcd): drop them first; their late messages are then
+                // duplicates and skipped.
+                for (id, name) in cache.dropped_collections_of(&db) {
+                    let live_namesake = cache
+                        .find_collection(&db, &name)
+                        .and_then(|i| cache.collection(i))
+                        .is_some_and(|c| c.is_live());
+                    if !live_namesake && self.dropped.insert(id) {
+                        let def = cache.collection_def(id);
+                        let op = Op::Ddl(Ddl::DropCollection);
+                        out.push(event(pos.clone(), db.clone(), name, id, def, op));
+                    }
+                }
+                out.push(event(
+                    pos,
+                    db,
+                    String::new(),
+                    0,
+                    None,
+                    Op::Ddl(Ddl::DropDatabase),
+                ));
+            }
             MqMessage::Flush(r) => {
                 for name in &r.collection_names {
                     out.push(coll_event(

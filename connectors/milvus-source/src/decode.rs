@@ -123,6 +123,9 @@ pub(crate) fn decode(channel: &str, raw: &RawMessage) -> Result<(Decoded, String
     let ts_of = |msg: &MqMessage| -> Result<u64, EngineError> {
         match msg.timestamp() {
             Some(ts) if ts > 0 => Ok(ts),
+            // The Insert half of an upsert has MsgBase.timestamp 0 (Milvus 2.3): its rows
+            // carry the upsert's timestamp, the one of the Delete half.
+            _ if row_ts(msg) > 0 => Ok(row_ts(msg)),
             _ => property(raw, "timestamp")
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|s| s.parse().ok())
@@ -196,6 +199,16 @@ pub(crate) fn decode(channel: &str, raw: &RawMessage) -> Result<(Decoded, String
     Ok((decoded, label))
 }
 
+/// The largest per-row timestamp of an Insert or Delete (0 for other messages).
+fn row_ts(msg: &MqMessage) -> u64 {
+    let rows = match msg {
+        MqMessage::Insert(m) => &m.timestamps,
+        MqMessage::Delete(m) => &m.timestamps,
+        _ => return 0,
+    };
+    rows.iter().copied().max().unwrap_or(0)
+}
+
 /// Types the engine has no event for whose loss changes the target's data or schema.
 fn is_lossy_other(msg_type: i32) -> bool {
     [
@@ -257,6 +270,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_upsert_insert_without_base_timestamp_uses_its_row_timestamps() {
+        let p = msg::InsertRequest {
+            base: base(MsgType::Insert, 0),
+            timestamps: vec![77, 77],
+            version: InsertDataVersion::ColumnBased as i32,
+            ..Default::default()
+        };
+        let (d, _) = decode("ch", &raw(p.encode_to_vec())).unwrap();
+        assert!(matches!(d, Decoded::Change { ts: 77, .. }), "{d:?}");
     }
 
     #[test]

@@ -289,6 +289,19 @@ impl MetaCache {
         best.map(|b| b.2)
     }
 
+    /// `(id, name)` of the collections of a database that are no longer live (dropping or
+    /// removed).
+    pub fn dropped_collections_of(&self, db: &str) -> Vec<(i64, String)> {
+        let mut out: Vec<(i64, String)> = self
+            .collections
+            .iter()
+            .filter(|(_, c)| !c.is_live() && self.database_name(c.db_id) == db)
+            .filter_map(|(id, c)| Some((*id, c.info.schema.as_ref()?.name.clone())))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// A partition's name by ID.
     pub fn partition_name(&self, id: i64) -> Option<&str> {
         self.partitions
