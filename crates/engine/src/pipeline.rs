@@ -36,6 +36,9 @@ use crate::error::EngineError;
 use crate::event::ChangeEvent;
 use crate::metrics::ComponentMetrics;
 
+/// How long the other components get to finish after one failed, before they are aborted.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// A checkpoint barrier: every change sent before it is covered by `offsets`.
 #[derive(Debug, Clone)]
 pub struct Barrier {
@@ -293,8 +296,28 @@ async fn run(
                 warn!(message = "Pipeline component failed; stopping.", pipeline = %name, error = %e);
                 result = Err(e);
             }
+            // Let the other components finish cleanly (healthy sinks commit the final
+            // barrier the source cuts on stop); abort whatever is stuck, e.g. a sink retrying
+            // against a target that is down.
             stop.cancel();
-            tasks.abort_all();
+            let grace = tokio::time::sleep(STOP_GRACE);
+            tokio::pin!(grace);
+            loop {
+                tokio::select! {
+                    next = tasks.join_next() => match next {
+                        None => break,
+                        Some(Ok(Err(e2))) => {
+                            debug!(message = "Another component failed while stopping.", error = %e2)
+                        }
+                        Some(_) => {}
+                    },
+                    _ = &mut grace => {
+                        tasks.abort_all();
+                        while tasks.join_next().await.is_some() {}
+                        break;
+                    }
+                }
+            }
         }
     }
     info!(message = "Pipeline ended.", pipeline = %name, ok = result.is_ok());
@@ -319,16 +342,20 @@ async fn run_source(
     let mut last_offsets: Option<Offsets> = None;
     let mut changed_since_barrier = false;
 
+    // Deliver to every sink still running; Err only when none is left (a sink that ended
+    // reports its own error through its task).
     let send_all = |msg: Message| {
         let senders = &senders;
         async move {
+            let mut delivered = false;
             for tx in senders {
-                if tx.send(msg.clone()).await.is_err() {
-                    // A sink ended; its own error is reported by its task.
-                    return Err(());
-                }
+                delivered |= tx.send(msg.clone()).await.is_ok();
             }
-            Ok(())
+            if delivered {
+                Ok(())
+            } else {
+                Err(())
+            }
         }
     };
 
