@@ -50,6 +50,7 @@ class Workload:
         self.clients: dict[str, object] = {}
         self.drop_hook_done = False
         self.t0 = time.time()
+        self.db1 = args.db1
         # collection key -> (db, name)
         p = self.p
         self.colls = {
@@ -57,8 +58,8 @@ class Workload:
             "varchar": ("default", f"{p}varchar"),
             "autoid": ("default", f"{p}autoid"),
             "scratch": ("default", f"{p}scratch"),
-            "items": (DB1, f"{p}items"),
-            "pkey": (DB1, f"{p}pkey"),
+            "items": (self.db1, f"{p}items"),
+            "pkey": (self.db1, f"{p}pkey"),
         }
 
     # ------------------------------------------------------------------ plumbing
@@ -319,8 +320,8 @@ class Workload:
     def ddl_dml(self) -> None:
         n = self.rows
         default = self.client("default")
-        self.step(f"create_database {DB1}")
-        default.create_database(DB1)
+        self.step(f"create_database {self.db1}")
+        default.create_database(self.db1)
 
         self.create_collections()
         for part in ("p1", "p2", "p_scratch"):
@@ -427,8 +428,8 @@ class Workload:
         self.drop_partition("items", "pa")
         for key in ("int64", "varchar", "autoid", "items", "pkey"):
             self.drop_collection(key)
-        self.step(f"drop_database {DB1}")
-        default.drop_database(DB1)
+        self.step(f"drop_database {self.db1}")
+        default.drop_database(self.db1)
 
     def run(self) -> None:
         sc = self.args.scenario
@@ -454,6 +455,8 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=8, help="float vector dim (8 for fixtures, 128 for benches)")
     ap.add_argument("--bin-dim", type=int, default=16, help="binary vector dim in bits (multiple of 8)")
     ap.add_argument("--prefix", default="cdc_", help="collection name prefix")
+    ap.add_argument("--db1", default=DB1, help=f"name of the extra database (default {DB1}); lets concurrent runs "
+                    "on one Milvus stay apart")
     ap.add_argument("--before-first-drop", metavar="CMD",
                     help="shell command run once right before the first drop (e.g. to snapshot etcd)")
     args = ap.parse_args()
