@@ -1,0 +1,328 @@
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::test::{self, TestRequest};
+use actix_web::App;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::config::ServerConfig;
+
+fn config(extra: &str) -> ServerConfig {
+    ServerConfig::parse(
+        &format!(
+            "source:\n  etcd: {{ endpoints: [\"127.0.0.1:1\"], timeout_ms: 300 }}\n  \
+             mq: {{ kafka: {{ brokers: [\"127.0.0.1:1\"] }} }}\n{extra}"
+        ),
+        "test",
+    )
+    .unwrap()
+}
+
+fn manager(dir: &std::path::Path, extra: &str) -> Arc<TaskManager> {
+    let store: Arc<dyn cdc_state::StateStore> = Arc::new(cdc_state::SledStore::open(dir).unwrap());
+    TaskManager::new(config(extra), store)
+}
+
+macro_rules! app {
+    ($mgr:expr, $mode:expr) => {
+        test::init_service(
+            App::new()
+                .app_data(web::Data::new(AppState {
+                    manager: $mgr.clone(),
+                    mode: $mode,
+                }))
+                .configure(configure),
+        )
+        .await
+    };
+}
+
+macro_rules! cdc {
+    ($app:expr, $body:expr $(,)?) => {{
+        let req = TestRequest::post()
+            .uri("/cdc")
+            .insert_header(("content-type", "application/json"))
+            .set_payload($body.to_string())
+            .to_request();
+        let resp = test::call_service($app, req).await;
+        let status = resp.status().as_u16();
+        let bytes = test::read_body(resp).await;
+        (
+            status,
+            serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+        )
+    }};
+}
+
+#[::core::prelude::v1::test]
+fn openapi_documents_exactly_the_registered_routes() {
+    let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let registered: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, registered);
+}
+
+#[actix_web::test]
+async fn every_route_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgr = manager(dir.path(), "");
+    let app = app!(mgr, HttpStatusMode::Always200);
+    for (method, path) in ROUTES {
+        let uri = path.replace("{task_id}", "missing");
+        let req = TestRequest::default()
+            .method(actix_web::http::Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(&uri)
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        let body = test::read_body(resp).await;
+        // Actix's own 404 has an empty body; every handler answers something.
+        assert!(!body.is_empty(), "{method} {path} is not served");
+    }
+}
+
+#[actix_web::test]
+async fn envelope_errors_are_clear_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgr = manager(dir.path(), "");
+    let app = app!(mgr, HttpStatusMode::Always200);
+    let cases: &[(&str, u64, &str)] = &[
+        ("{not json", 400, "fail to unmarshal the request"),
+        (r#"{"request_data":{}}"#, 400, "request_type"),
+        (
+            r#"{"request_type":"explode"}"#,
+            400,
+            "invalid 'request_type' param",
+        ),
+        (
+            r#"{"request_type":"create","request_data":{}}"#,
+            400,
+            "milvus_connect_param is missing",
+        ),
+        (
+            r#"{"request_type":"create","request_data":{"milvus_connect_param":{"uri":"http://127.0.0.1:1"}}}"#,
+            400,
+            "empty collection info",
+        ),
+        (
+            r#"{"request_type":"create","request_data":{"milvus_connect_param":{"uri":5}}}"#,
+            400,
+            "fail to decode the create request",
+        ),
+        (
+            r#"{"request_type":"create","request_data":{"milvus_connect_param":{"uri":"http://h:1"},"colection_infos":[]}}"#,
+            400,
+            "colection_infos",
+        ),
+        (
+            r#"{"request_type":"get","request_data":{"task_id":"nope"}}"#,
+            400,
+            "not found the task",
+        ),
+        (
+            r#"{"request_type":"get","request_data":{}}"#,
+            400,
+            "task_id is empty",
+        ),
+        (
+            r#"{"request_type":"pause","request_data":{"task_id":"nope"}}"#,
+            400,
+            "not found",
+        ),
+        (
+            r#"{"request_type":"resume","request_data":{"task_id":"nope"}}"#,
+            400,
+            "not found",
+        ),
+        (
+            r#"{"request_type":"delete","request_data":{"task_id":"nope"}}"#,
+            400,
+            "not found",
+        ),
+        (
+            r#"{"request_type":"position","request_data":{"task_id":"nope"}}"#,
+            400,
+            "not found",
+        ),
+        (
+            r#"{"request_type":"maintenance","request_data":{"operation":"reboot"}}"#,
+            400,
+            "unsupported operation",
+        ),
+        (
+            r#"{"request_type":"maintenance","request_data":{"operation":"set_log_level","params":{}}}"#,
+            400,
+            "log_level is required",
+        ),
+        (
+            // nothing listens on port 1: the test connection fails before anything is stored
+            r#"{"request_type":"create","request_data":{"milvus_connect_param":{"uri":"http://127.0.0.1:1","connect_timeout":2},"collection_infos":[{"name":"*"}]}}"#,
+            500,
+            "fail to connect the target milvus",
+        ),
+    ];
+    for (body, code, needle) in cases {
+        let (status, v) = cdc!(&app, body);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(v["code"], *code, "{body}: {v}");
+        let msg = v["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle), "{body}: {needle:?} not in {msg:?}");
+        assert!(v.get("data").is_none(), "{body}: {v}");
+    }
+    let (_, v) = cdc!(&app, r#"{"request_type":"list"}"#);
+    assert_eq!(v, json!({"code": 200, "data": {"tasks": []}}));
+    let (_, v) = cdc!(
+        &app,
+        r#"{"request_type":"delete","request_data":{"task_id":"nope","ignore_not_found":true}}"#,
+    );
+    assert_eq!(v, json!({"code": 200}));
+    assert!(mgr.store.list_tasks().unwrap().is_empty());
+}
+
+#[actix_web::test]
+async fn wrong_method_and_status_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgr = manager(dir.path(), "");
+    let app = app!(mgr, HttpStatusMode::Always200);
+    let resp = test::call_service(&app, TestRequest::get().uri("/cdc").to_request()).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
+    assert_eq!(
+        v,
+        json!({"code": 405, "message": "only support the POST method"})
+    );
+    let mirror = app!(mgr, HttpStatusMode::Mirror);
+    let resp = test::call_service(&mirror, TestRequest::put().uri("/cdc").to_request()).await;
+    assert_eq!(resp.status().as_u16(), 405);
+    let (status, v) = cdc!(
+        &mirror,
+        r#"{"request_type":"get","request_data":{"task_id":"x"}}"#
+    );
+    assert_eq!((status, v["code"].as_u64()), (400, Some(400)));
+    // REST: not found is 404
+    let resp = test::call_service(&app, TestRequest::get().uri("/tasks/x").to_request()).await;
+    assert_eq!(resp.status().as_u16(), 404);
+    let resp = test::call_service(&app, TestRequest::get().uri("/metrics").to_request()).await;
+    let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    assert!(text.contains("milvus_cdc_request_total"), "{text}");
+}
+
+fn stdout_pipeline(name: &str, password: Option<&str>) -> String {
+    let auth = password
+        .map(|p| format!(", username: root, password: \"{p}\""))
+        .unwrap_or_default();
+    format!(
+        "name: {name}\nsource:\n  milvus:\n    etcd: {{ endpoints: [\"127.0.0.1:1\"], timeout_ms: 200{auth} }}\n    \
+         mq: {{ kafka: {{ brokers: [\"127.0.0.1:1\"] }} }}\n\
+         transforms:\n  - filter: {{ include: [\"db1.*\"] }}\nsinks:\n  out: {{ stdout: {{}} }}\n"
+    )
+}
+
+async fn wait_paused(mgr: &TaskManager, id: &str) -> crate::task::TaskView {
+    for _ in 0..300 {
+        let t = mgr.get(id).unwrap();
+        if t.state == "Paused" {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("task {id} did not pause: {:?}", mgr.get(id));
+}
+
+#[actix_web::test]
+async fn a_failing_pipeline_pauses_its_task_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgr = manager(dir.path(), "");
+    let app = app!(mgr, HttpStatusMode::Always200);
+    let req = TestRequest::post()
+        .uri("/tasks?task_id=doc1")
+        .insert_header(("content-type", "application/yaml"))
+        .set_payload(stdout_pipeline("unreachable", None))
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    let v: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
+    assert_eq!(v["data"]["task_id"], "doc1", "{v}");
+    // the source cannot reach etcd: the pipeline fails and the task is paused with the error
+    let t = wait_paused(&mgr, "doc1").await;
+    assert!(!t.reason.is_empty());
+    assert_eq!(t.name.as_deref(), Some("unreachable"));
+    let (_, v) = cdc!(
+        &app,
+        r#"{"request_type":"pause","request_data":{"task_id":"doc1"}}"#
+    );
+    assert!(v["message"].as_str().unwrap().contains("has paused"), "{v}");
+    // same name again: refused
+    let req = TestRequest::post()
+        .uri("/tasks")
+        .set_payload(stdout_pipeline("unreachable", None))
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status().as_u16(), 400);
+    // a restart keeps it paused with its reason
+    drop(app);
+    let reason = t.reason.clone();
+    let store = mgr.store.clone();
+    drop(mgr);
+    let mgr2 = TaskManager::new(config(""), store);
+    assert!(mgr2.load().unwrap().is_empty());
+    let t2 = mgr2.get("doc1").unwrap();
+    assert_eq!((t2.state, t2.reason.as_str()), ("Paused", reason.as_str()));
+    mgr2.delete("doc1", false).await.unwrap();
+    assert!(mgr2.store.list_tasks().unwrap().is_empty());
+}
+
+#[actix_web::test]
+async fn credentials_can_stay_out_of_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgr = manager(dir.path(), "persist_credentials: false\n");
+    let c = mgr
+        .create_from_document(&stdout_pipeline("secretive", Some("s3cr3t")), false, None)
+        .await
+        .unwrap();
+    let stored = mgr.store.get_task(&c.task_id).unwrap().unwrap();
+    assert!(!String::from_utf8_lossy(&stored).contains("s3cr3t"));
+    let shown = serde_json::to_string(&mgr.get(&c.task_id).unwrap()).unwrap();
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+    wait_paused(&mgr, &c.task_id).await;
+    // after a restart the credential is gone: resume says which one to send
+    let store = mgr.store.clone();
+    drop(mgr);
+    let mgr2 = TaskManager::new(config("persist_credentials: false\n"), store);
+    mgr2.load().unwrap();
+    let e = mgr2
+        .resume(&c.task_id, &Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("source.milvus.etcd.password"),
+        "{}",
+        e.message
+    );
+    let bad = [("sinks.x.token".to_string(), "v".to_string())].into();
+    assert!(mgr2
+        .resume(&c.task_id, &bad)
+        .await
+        .unwrap_err()
+        .message
+        .contains("does not need"));
+    let good = [(
+        "source.milvus.etcd.password".to_string(),
+        "s3cr3t".to_string(),
+    )]
+    .into();
+    // it starts (and fails again later, etcd being unreachable)
+    mgr2.resume(&c.task_id, &good).await.unwrap();
+    wait_paused(&mgr2, &c.task_id).await;
+    let stored = mgr2.store.get_task(&c.task_id).unwrap().unwrap();
+    assert!(!String::from_utf8_lossy(&stored).contains("s3cr3t"));
+}

@@ -1,0 +1,118 @@
+//! The milvus-cdc task server (`milvus-cdc serve --config server.yaml`).
+//!
+//! Tasks are pipelines created and managed over HTTP, stored in the embedded state store and
+//! restarted with the server:
+//!
+//! * `POST /cdc` speaks milvus-cdc's API (`create`, `delete`, `pause`, `resume`, `get`, `list`,
+//!   `position`, `maintenance`) with the same envelope, codes and validation, so existing
+//!   scripts keep working. A `create` request is translated into a pipeline document
+//!   ([`translate`]), so a task is the same thing whether it came from milvus-cdc's API or
+//!   from YAML.
+//! * `/tasks` is a small REST alias over the same [`TaskManager`] that also accepts a pipeline
+//!   document (YAML or JSON).
+//! * `/metrics` (also `/cdc/metrics`), `/healthz`, `/openapi.json`.
+//!
+//! See `crates/server/README.md` for the configuration and the differences from milvus-cdc.
+
+pub mod config;
+pub mod envelope;
+pub mod http;
+mod lifecycle;
+pub mod logging;
+pub mod manager;
+pub mod metrics;
+pub mod overlap;
+pub mod positions;
+pub mod request;
+pub mod secrets;
+pub mod task;
+pub mod translate;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tracing::info;
+
+pub use config::{HttpStatusMode, ServerConfig};
+pub use manager::TaskManager;
+
+/// Run the server until Ctrl-C or SIGTERM: open the state store, reload every task, serve the
+/// API, then stop every pipeline with a final checkpoint.
+///
+/// # Errors
+/// The state directory cannot be opened (or is used by another process), or the address
+/// cannot be bound.
+pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    config
+        .validate()
+        .map_err(|(field, msg)| anyhow::anyhow!("server configuration: {field}: {msg}"))?;
+    std::fs::create_dir_all(&config.state_dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}",
+            config.state_dir.display()
+        )
+    })?;
+    let store: Arc<dyn cdc_state::StateStore> =
+        Arc::new(cdc_state::SledStore::open(&config.state_dir)?);
+    let address = config.address.clone();
+    let mode = config.http_status;
+    let manager = TaskManager::new(config, store);
+    let to_start = manager
+        .load()
+        .map_err(|e| anyhow::anyhow!("cannot load the stored tasks: {}", e.message))?;
+
+    let state = actix_web::web::Data::new(http::AppState {
+        manager: manager.clone(),
+        mode,
+    });
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .configure(http::configure)
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(&address)
+    .with_context(|| format!("cannot listen on {address} (is the port in use?)"))?
+    .run();
+    let handle = server.handle();
+    info!(message = "Serving the task API.", address = %address, tasks = manager.len());
+
+    let starter = {
+        let m = manager.clone();
+        tokio::spawn(async move { m.start_loaded(to_start).await })
+    };
+    let server_task = tokio::spawn(server);
+    let reason = wait_for_signal().await;
+    info!(message = "Stopping the server.", reason);
+    starter.abort();
+    handle.stop(true).await;
+    let _ = server_task.await;
+    manager.shutdown().await;
+    info!(message = "Server stopped.");
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return "interrupted";
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted",
+            _ = term.recv() => "terminated",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "interrupted"
+    }
+}
