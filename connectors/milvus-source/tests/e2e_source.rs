@@ -288,9 +288,12 @@ fn check(got_events: &[ChangeEvent], want: &[(Key, usize)]) {
             .or_default() += rows;
     }
     assert_eq!(got_rows, want_rows, "rows per collection");
-    // Timestamp order, and offsets increasing per channel (except for one upsert's parts).
+    // Timestamp order. Offsets per channel may go back: Milvus can write a message with an
+    // older timestamp after a newer one (a delete by filter takes its timestamp before
+    // querying the keys); timestamps are what Milvus's MVCC applies, so they win. Report such
+    // inversions for the record.
     let mut last_ts = 0;
-    let mut last_offset: BTreeMap<&str, (Vec<u8>, u64)> = BTreeMap::new();
+    let mut last: BTreeMap<&str, (Vec<u8>, u64, Key)> = BTreeMap::new();
     for e in got_events {
         assert!(
             e.position.ts >= last_ts,
@@ -298,17 +301,17 @@ fn check(got_events: &[ChangeEvent], want: &[(Key, usize)]) {
             event_key(e)
         );
         last_ts = e.position.ts;
-        if let Some((o, ts)) = last_offset.get(&*e.position.channel) {
-            assert!(
-                e.position.offset >= *o || e.position.ts == *ts,
-                "offsets go back on {} at {:?}",
-                e.position.channel,
-                event_key(e)
-            );
+        if let Some((o, ts, k)) = last.get(&*e.position.channel) {
+            if e.position.offset < *o && e.position.ts != *ts {
+                println!(
+                    "note: on {} {:?} (offset {:?}, ts {}) was written before {:?} (offset {:?}, ts {})",
+                    e.position.channel, event_key(e), e.position.offset, e.position.ts, k, o, ts
+                );
+            }
         }
-        last_offset.insert(
+        last.insert(
             &e.position.channel,
-            (e.position.offset.clone(), e.position.ts),
+            (e.position.offset.clone(), e.position.ts, event_key(e)),
         );
     }
 }
@@ -412,10 +415,15 @@ async fn workload_operations_appear_once_in_source_order() {
         "{offsets:?}"
     );
     for e in &ours {
+        if e.position.channel.starts_with("etcd:") {
+            // CreatePartition comes from the etcd watch, which is not checkpointed.
+            assert_eq!(e.op.kind(), "create_partition");
+            continue;
+        }
         let o = offsets
             .get(&*e.position.channel)
-            .expect("offset of every channel read");
-        assert!(*o >= e.position.offset || e.op.kind() == "drop_collection");
+            .unwrap_or_else(|| panic!("no offset for {}: {offsets:?}", e.position.channel));
+        assert!(*o >= e.position.offset, "{:?} not covered", event_key(e));
     }
 }
 
