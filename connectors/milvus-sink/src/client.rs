@@ -321,6 +321,21 @@ impl TargetClient {
         Ok(r)
     }
 
+    /// Produce raw message-queue payloads on a target channel (standby targets only).
+    pub(crate) async fn replicate_message(
+        &self,
+        req: ReplicateMessageRequest,
+    ) -> Result<ReplicateMessageResponse, Failure> {
+        let r = self
+            .svc()
+            .replicate_message(self.req("", req))
+            .await
+            .map_err(|e| Failure::grpc(&e))?
+            .into_inner();
+        check_status(r.status.as_ref())?;
+        Ok(r)
+    }
+
     /// Run one of the DDL RPCs that answer a bare `Status`.
     pub(crate) async fn ddl(&self, db: &str, call: DdlCall) -> Result<(), Failure> {
         let mut c = self.svc();

@@ -7,8 +7,9 @@
 //!   column data as-is and `Delete` by primary key (`pk in [...]`). Collections are created
 //!   with the source schema but **`autoID = false` on the primary key**, so the source's keys
 //!   are kept and upsert/delete by key hit the same rows.
-//! - **`replicate`**: raw `ReplicateMessage` to a standby target (not implemented yet; the
-//!   configuration is refused with a clear message).
+//! - **`replicate`**: DML as raw `ReplicateMessage` to a standby target (`common.ttMsgEnabled:
+//!   false`) with rewritten IDs, channels and timestamps plus synthetic time ticks; DDL through
+//!   the RPCs marked as replicated. See [`ReplicateSink`].
 //!
 //! Order and parallelism: one writer task per (target collection, source shard), ordered
 //! within, parallel across; consecutive inserts merge into one request up to the batch limits;
@@ -20,6 +21,7 @@ mod config;
 mod ddl;
 mod expr;
 mod meta;
+mod replicate;
 mod retry;
 mod sink;
 mod writer;
@@ -31,6 +33,7 @@ use cdc_engine::{EngineError, ErrorKind, Sink};
 pub use config::{
     BatchConfig, MilvusSinkConfig, ReplicateConfig, RetryConfig, SinkMode, TlsConfig, WriteMode,
 };
+pub use replicate::ReplicateSink;
 pub use sink::MilvusSink;
 
 /// Component name used in errors and logs.
@@ -42,8 +45,11 @@ impl MilvusSinkConfig {
     /// Validate, connect to the target and return the sink. A target that cannot be reached
     /// fails here with an error naming the URI.
     pub async fn build(&self, sink_id: &str) -> Result<Box<dyn Sink>, EngineError> {
-        let sh = self.connect(sink_id).await?;
-        Ok(Box::new(MilvusSink::new(Arc::new(sh))))
+        let sh = Arc::new(self.connect(sink_id).await?);
+        Ok(match self.mode {
+            SinkMode::Api => Box::new(MilvusSink::new(sh)),
+            SinkMode::Replicate => Box::new(ReplicateSink::new(sh)),
+        })
     }
 
     /// Check that the target is reachable and accepts the credentials (used when a task is
@@ -61,12 +67,6 @@ impl MilvusSinkConfig {
             component: component.clone(),
             ..e
         })?;
-        if self.mode == SinkMode::Replicate {
-            return Err(EngineError::config(
-                &component,
-                "milvus.mode: replicate is not implemented yet; use mode: api",
-            ));
-        }
         let client = client::TargetClient::connect(self, &component).await?;
         // One authenticated round trip: a wrong token or an endpoint that is not Milvus fails
         // here rather than at the first write.

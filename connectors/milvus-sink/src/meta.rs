@@ -26,6 +26,11 @@ pub(crate) struct CollectionInfo {
     pub vchannels: Vec<String>,
     /// Target physical channels, one per shard.
     pub pchannels: Vec<String>,
+    /// Target field IDs by field name (replicate mode rewrites column IDs with them).
+    pub field_ids: HashMap<String, i64>,
+    /// Hybrid timestamp of the collection's creation on the target (replicate mode never
+    /// stamps data before it).
+    pub created_ts: u64,
 }
 
 impl CollectionInfo {
@@ -36,6 +41,7 @@ impl CollectionInfo {
         info.collection_id = d.collection_id;
         info.vchannels = d.virtual_channel_names.clone();
         info.pchannels = d.physical_channel_names.clone();
+        info.created_ts = d.created_timestamp;
         info
     }
 
@@ -46,6 +52,11 @@ impl CollectionInfo {
             pk_name: pk.map(|f| f.name.clone()).unwrap_or_default(),
             partition_key: s.fields.iter().any(|f| f.is_partition_key),
             auto_id: pk.is_some_and(|f| f.auto_id),
+            field_ids: s
+                .fields
+                .iter()
+                .map(|f| (f.name.clone(), f.field_id))
+                .collect(),
             ..Self::default()
         }
     }

@@ -1,0 +1,430 @@
+//! `mode: replicate`: writes to a standby target (Milvus 2.3.2+ with `common.ttMsgEnabled:
+//! false`), which refuses normal inserts ("deny to write the message to mq", code 1303).
+//!
+//! - DML is re-encoded as `msg.InsertRequest` / `msg.DeleteRequest` with the target's
+//!   collection, partition and field IDs and vchannel, and produced on the target physical
+//!   channel with `ReplicateMessage`, followed by a time tick.
+//! - Timestamps are strictly increasing per target channel: a message gets
+//!   `max(source ts, last ts of the channel + 1, collection creation ts + 1)`.
+//! - A background task sends a time tick on every known target channel every
+//!   `replicate.time_tick_interval_ms` (a standby produces none itself, and cannot finish
+//!   loading or answer strong-consistency queries without them).
+//! - DDL goes through the normal RPCs, unmarked (see [`ddl_base`] for why).
+//!
+//! Changes are applied one at a time, in order (no per-shard parallelism in this mode).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cdc_engine::metrics::{now_ms, ComponentMetrics};
+use cdc_engine::{ChangeEvent, DeliveryGuarantee, EngineError, ErrorKind, Op, Sink, SinkContext};
+use cdc_protocol::common::{MsgBase, MsgType, ReplicateInfo};
+use cdc_protocol::milvus::ReplicateMessageRequest;
+use cdc_protocol::msg::{self, InsertDataVersion, MsgPosition};
+use prost::Message;
+use tokio::sync::Mutex as AsyncMutex;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::ddl::{self, Shared};
+use crate::meta::{CollectionInfo, MetaCache};
+
+/// Last timestamp sent on each target physical channel; one lock per channel keeps data and
+/// time ticks of a channel in timestamp order on the wire.
+#[derive(Default)]
+struct Channels {
+    map: std::sync::Mutex<HashMap<String, Arc<AsyncMutex<u64>>>>,
+}
+
+impl Channels {
+    fn get(&self, pchannel: &str) -> Arc<AsyncMutex<u64>> {
+        let mut m = match self.map.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.entry(pchannel.to_string()).or_default().clone()
+    }
+
+    fn all(&self) -> Vec<(String, Arc<AsyncMutex<u64>>)> {
+        let m = match self.map.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// The base of DDL calls in replicate mode: none. Milvus 2.3.5 requires `msgTimestamp` with
+/// `isReplicate` ("the cdc timestamp is not set in the request for the backup instance") and
+/// then reads and writes its meta at that source timestamp, which does not order with what the
+/// standby created itself (a partition created at a source timestamp fails with "collection
+/// not found"). A standby accepts plain DDL calls, so they are sent as such.
+fn ddl_base() -> Option<MsgBase> {
+    None
+}
+
+/// The request-level base of `ReplicateMessage` calls.
+fn replicate_base(msg_type: MsgType, ts: u64) -> MsgBase {
+    MsgBase {
+        msg_type: msg_type as i32,
+        timestamp: ts,
+        source_id: -1,
+        replicate_info: Some(ReplicateInfo {
+            is_replicate: true,
+            msg_timestamp: ts,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn msg_base(msg_type: MsgType, ts: u64) -> Option<MsgBase> {
+    Some(MsgBase {
+        msg_type: msg_type as i32,
+        timestamp: ts,
+        source_id: -1,
+        ..Default::default()
+    })
+}
+
+fn time_tick(ts: u64) -> Bytes {
+    msg::TimeTickMsg {
+        base: msg_base(MsgType::TimeTick, ts),
+    }
+    .encode_to_vec()
+    .into()
+}
+
+/// Produce `build(ts)` (plus a time tick) on `pchannel` at a timestamp of at least `min_ts`,
+/// strictly after everything sent there before.
+async fn send_pack(
+    sh: &Shared,
+    chans: &Channels,
+    pchannel: &str,
+    (db, coll, op): (&str, &str, &str),
+    min_ts: u64,
+    build: impl Fn(u64) -> Vec<Bytes>,
+) -> Result<u64, EngineError> {
+    let lock = chans.get(pchannel);
+    let mut last = lock.lock().await;
+    let ts = min_ts.max(*last + 1);
+    let mut msgs = build(ts);
+    msgs.push(time_tick(ts));
+    let pos = MsgPosition {
+        channel_name: pchannel.to_string(),
+        timestamp: ts,
+        ..Default::default()
+    };
+    let req = ReplicateMessageRequest {
+        base: Some(replicate_base(MsgType::Replicate, ts)),
+        channel_name: pchannel.to_string(),
+        begin_ts: ts,
+        end_ts: ts,
+        msgs,
+        start_positions: vec![pos.clone()],
+        end_positions: vec![pos],
+    };
+    let c = &sh.client;
+    sh.retry(db, coll, op, || c.replicate_message(req.clone()))
+        .await?;
+    *last = ts;
+    Ok(ts)
+}
+
+/// Writes the change stream to a standby target with `ReplicateMessage` (`mode: replicate`).
+pub struct ReplicateSink {
+    sh: Arc<Shared>,
+    cache: MetaCache,
+    partitions: HashMap<(String, String), HashMap<String, i64>>,
+    chans: Arc<Channels>,
+    ticker: Option<JoinHandle<()>>,
+    metrics: ComponentMetrics,
+}
+
+impl ReplicateSink {
+    pub(crate) fn new(sh: Arc<Shared>) -> Self {
+        let metrics = ComponentMetrics::new("", &sh.component);
+        Self {
+            sh,
+            cache: MetaCache::default(),
+            partitions: HashMap::new(),
+            chans: Arc::default(),
+            ticker: None,
+            metrics,
+        }
+    }
+
+    fn err(&self, msg: String) -> EngineError {
+        EngineError::new(&self.sh.component, ErrorKind::Write, msg)
+    }
+
+    async fn info(&mut self, ev: &ChangeEvent) -> Result<Arc<CollectionInfo>, EngineError> {
+        let base = ddl_base();
+        let info = ddl::ensure_collection(
+            &self.sh,
+            &mut self.cache,
+            &ev.database,
+            &ev.collection,
+            ev.collection_def.as_deref(),
+            base,
+        )
+        .await?;
+        for p in &info.pchannels {
+            self.chans.get(p);
+        }
+        Ok(info)
+    }
+
+    /// Target partition ID of `name` (refreshed from the target when unknown).
+    async fn partition_id(&mut self, db: &str, coll: &str, name: &str) -> Result<i64, EngineError> {
+        let key = (db.to_string(), coll.to_string());
+        if let Some(id) = self.partitions.get(&key).and_then(|m| m.get(name)) {
+            return Ok(*id);
+        }
+        let c = &self.sh.client;
+        let r = self
+            .sh
+            .retry(db, coll, "show_partitions", || c.show_partitions(db, coll))
+            .await?;
+        let m: HashMap<String, i64> = r
+            .partition_names
+            .into_iter()
+            .zip(r.partition_i_ds)
+            .collect();
+        let id = m.get(name).copied();
+        self.partitions.insert(key, m);
+        id.ok_or_else(|| {
+            self.err(format!(
+                "partition {name:?} of collection {coll:?} (database {db:?}) does not exist on \
+                 target {}; replicate its creation first",
+                self.sh.client.uri
+            ))
+        })
+    }
+
+    /// Target (vchannel, pchannel) for a source shard (same shard index).
+    fn route(
+        &self,
+        info: &CollectionInfo,
+        ev: &ChangeEvent,
+        shard: &str,
+    ) -> Result<(String, String), EngineError> {
+        let idx = cdc_protocol::channel::parse_vchannel(shard)
+            .map(|v| v.shard as usize)
+            .map_err(|e| {
+                self.err(format!(
+                    "source shard {shard:?} is not a vchannel name: {e:?}"
+                ))
+            })?;
+        let suffix = format!("v{idx}");
+        let pos = info
+            .vchannels
+            .iter()
+            .position(|v| v.ends_with(&suffix))
+            .filter(|p| *p < info.pchannels.len())
+            .ok_or_else(|| {
+                self.err(format!(
+                    "collection {:?} (database {:?}) has no shard {idx} on target {} (it has {}); \
+                     the target collection must have the source's shard count",
+                    ev.collection,
+                    ev.database,
+                    self.sh.client.uri,
+                    info.vchannels.len()
+                ))
+            })?;
+        Ok((info.vchannels[pos].clone(), info.pchannels[pos].clone()))
+    }
+
+    async fn write_dml(&mut self, ev: &ChangeEvent) -> Result<(), EngineError> {
+        let info = self.info(ev).await?;
+        let (db, coll) = (ev.database.as_str(), ev.collection.as_str());
+        let (delete, insert) = match &ev.op {
+            Op::Insert(b) => (None, Some(b)),
+            Op::Delete(d) => (Some(d), None),
+            Op::Upsert { delete, insert } => (Some(delete), Some(insert)),
+            Op::Ddl(_) => return Ok(()),
+        };
+        let shard = insert
+            .map(|b| b.shard.as_str())
+            .or(delete.map(|d| d.shard.as_str()))
+            .unwrap_or_default();
+        let (vch, pch) = self.route(&info, ev, shard)?;
+        let del_pid = match delete.and_then(|d| d.partition.as_deref()) {
+            Some(p) if !info.partition_key => self.partition_id(db, coll, p).await?,
+            _ => -1,
+        };
+        let ins_pid = match insert {
+            Some(b) => {
+                let p = if b.partition.is_empty() {
+                    "_default"
+                } else {
+                    &b.partition
+                };
+                self.partition_id(db, coll, p).await?
+            }
+            None => 0,
+        };
+        // Columns with the target's field IDs.
+        let columns = insert.map(|b| {
+            let mut cols = b.columns.clone();
+            for c in &mut cols {
+                if let Some(id) = info.field_ids.get(&c.field_name) {
+                    c.field_id = *id;
+                }
+            }
+            cols
+        });
+        let collection_id = info.collection_id;
+        let build = |ts: u64| {
+            let mut msgs = Vec::new();
+            if let Some(d) = delete {
+                let n = crate::expr::ids_len(&d.primary_keys);
+                if n > 0 {
+                    msgs.push(Bytes::from(
+                        msg::DeleteRequest {
+                            base: msg_base(MsgType::Delete, ts),
+                            shard_name: vch.clone(),
+                            db_name: db.to_string(),
+                            collection_name: coll.to_string(),
+                            partition_name: d.partition.clone().unwrap_or_default(),
+                            collection_id,
+                            partition_id: del_pid,
+                            timestamps: vec![ts; n],
+                            num_rows: n as i64,
+                            primary_keys: Some(d.primary_keys.clone()),
+                            ..Default::default()
+                        }
+                        .encode_to_vec(),
+                    ));
+                }
+            }
+            if let (Some(b), Some(cols)) = (insert, &columns) {
+                if b.num_rows > 0 {
+                    let n = b.num_rows;
+                    msgs.push(Bytes::from(
+                        msg::InsertRequest {
+                            base: msg_base(MsgType::Insert, ts),
+                            shard_name: vch.clone(),
+                            db_name: db.to_string(),
+                            collection_name: coll.to_string(),
+                            partition_name: b.partition.clone(),
+                            collection_id,
+                            partition_id: ins_pid,
+                            timestamps: vec![ts; n],
+                            // Row IDs are internal to Milvus; any unique values do.
+                            row_i_ds: (0..n as i64).map(|i| (ts as i64).wrapping_add(i)).collect(),
+                            fields_data: cols.clone(),
+                            num_rows: n as u64,
+                            version: InsertDataVersion::ColumnBased as i32,
+                            ..Default::default()
+                        }
+                        .encode_to_vec(),
+                    ));
+                }
+            }
+            msgs
+        };
+        let min_ts = ev.position.ts.max(info.created_ts + 1);
+        let op = ev.op.kind();
+        send_pack(&self.sh, &self.chans, &pch, (db, coll, op), min_ts, build).await?;
+        let rows = ev.op.rows();
+        self.metrics.written(op, rows, ev.position.ts);
+        self.metrics
+            .replicate_rows(ev.collection_id, coll, op, rows);
+        self.metrics.events_out.inc();
+        Ok(())
+    }
+
+    fn start_ticker(&mut self) {
+        let (sh, chans) = (self.sh.clone(), self.chans.clone());
+        let every = Duration::from_millis(self.sh.cfg.replicate.time_tick_interval_ms);
+        self.ticker = Some(tokio::spawn(async move {
+            let mut iv = tokio::time::interval(every);
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                iv.tick().await;
+                for (pch, lock) in chans.all() {
+                    let mut last = lock.lock().await;
+                    let tt = cdc_protocol::ts::compose(now_ms(), 0).max(*last + 1);
+                    let req = ReplicateMessageRequest {
+                        base: Some(replicate_base(MsgType::Replicate, tt)),
+                        channel_name: pch.clone(),
+                        begin_ts: tt,
+                        end_ts: tt,
+                        msgs: vec![time_tick(tt)],
+                        ..Default::default()
+                    };
+                    match sh.client.replicate_message(req).await {
+                        Ok(_) => *last = tt,
+                        Err(e) => warn!(
+                            message = "Time tick to standby target failed; will try again.",
+                            uri = %sh.client.uri,
+                            channel = %pch,
+                            error = %e
+                        ),
+                    }
+                }
+            }
+        }));
+    }
+}
+
+#[async_trait]
+impl Sink for ReplicateSink {
+    fn delivery(&self) -> DeliveryGuarantee {
+        // ReplicateMessage is not idempotent: a replay after a crash writes rows again.
+        DeliveryGuarantee::AtLeastOnce
+    }
+
+    async fn open(&mut self, ctx: &SinkContext) -> Result<(), EngineError> {
+        self.metrics = ctx.metrics.clone();
+        info!(
+            message = "Milvus sink opened in replicate mode.",
+            sink = %ctx.sink_id,
+            uri = %self.sh.client.uri
+        );
+        self.start_ticker();
+        Ok(())
+    }
+
+    async fn write(&mut self, event: Arc<ChangeEvent>) -> Result<(), EngineError> {
+        match &event.op {
+            Op::Ddl(d) => {
+                let base = ddl_base();
+                ddl::apply(&self.sh, &mut self.cache, &event, d, base).await?;
+                if matches!(
+                    d,
+                    cdc_engine::Ddl::DropCollection | cdc_engine::Ddl::DropDatabase
+                ) || matches!(
+                    d,
+                    cdc_engine::Ddl::CreatePartition { .. } | cdc_engine::Ddl::DropPartition { .. }
+                ) {
+                    self.partitions
+                        .remove(&(event.database.clone(), event.collection.clone()));
+                }
+                if let Some(info) = self.cache.get(&event.database, &event.collection) {
+                    for p in &info.pchannels {
+                        self.chans.get(p);
+                    }
+                }
+                self.metrics.written(d.kind(), 0, event.position.ts);
+                Ok(())
+            }
+            _ => self.write_dml(&event).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), EngineError> {
+        // Every write was acknowledged before `write` returned.
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
+    }
+}
