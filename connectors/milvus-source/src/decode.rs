@@ -26,6 +26,8 @@ pub struct RawMessage {
 }
 
 /// A decoded change waiting to be ordered.
+// Boxing the decoded message would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Payload {
     /// A message-queue message with an event.
@@ -43,6 +45,7 @@ pub(crate) enum Payload {
 }
 
 /// What the reader makes of one message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Decoded {
     /// A TimeTick: advances the channel's watermark.

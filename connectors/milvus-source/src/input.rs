@@ -8,6 +8,8 @@ use crate::merger::PairKey;
 use crate::meta::MetaChange;
 
 /// One in-band input of a channel.
+// Boxing the change would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Input {
     /// A time tick.

@@ -244,6 +244,7 @@ impl<T> Merger<T> {
     }
 
     /// A change to order. `bytes` counts toward the channel's pending memory.
+    #[allow(clippy::too_many_arguments)] // the fields of one change, as they arrive
     pub fn push(
         &mut self,
         ch: usize,

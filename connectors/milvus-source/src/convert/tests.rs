@@ -247,7 +247,7 @@ fn replay() -> Vec<ChangeEvent> {
             merger.push(meta, offset, ts, bytes, pair, payload, t0);
         }
     }
-    for (_, &ch) in &topics {
+    for &ch in topics.values() {
         merger.set_live(ch, true);
         merger.tick(ch, u64::MAX.to_be_bytes().to_vec(), u64::MAX, t0);
     }
