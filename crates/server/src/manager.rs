@@ -552,9 +552,15 @@ impl TaskManager {
             Origin::Cdc => Some(self.cfg.source.replicate_channel_name()),
             Origin::Pipeline => doc
                 .spec
-                .pointer("/source/milvus/cluster_prefix")
+                .pointer("/source/milvus/replicate_channel")
                 .and_then(Value::as_str)
-                .map(cdc_protocol::channel::replicate_channel_name),
+                .map(str::to_string)
+                .or_else(|| {
+                    doc.spec
+                        .pointer("/source/milvus/cluster_prefix")
+                        .and_then(Value::as_str)
+                        .map(cdc_protocol::channel::replicate_channel_name)
+                }),
         };
         let (store, id) = (self.store.clone(), task_id.to_string());
         let offsets = tokio::task::spawn_blocking(move || positions::committed(&*store, &id))

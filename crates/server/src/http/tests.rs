@@ -326,3 +326,38 @@ async fn credentials_can_stay_out_of_the_store() {
     let stored = mgr2.store.get_task(&c.task_id).unwrap().unwrap();
     assert!(!String::from_utf8_lossy(&stored).contains("s3cr3t"));
 }
+
+#[actix_web::test]
+async fn restart_keeps_disable_auto_start_tasks_paused_and_reports_unreadable_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgr = manager(dir.path(), "");
+    let doc = crate::task::TaskDoc {
+        task_id: "t1".into(),
+        origin: crate::task::Origin::Pipeline,
+        name: Some("n".into()),
+        request: None,
+        spec: json!({}),
+        state: crate::task::TaskState::Running,
+        reason: String::new(),
+        disable_auto_start: true,
+        withheld: vec![],
+        created_ms: 0,
+        updated_ms: 0,
+    };
+    mgr.store
+        .put_task("t1", &serde_json::to_vec(&doc).unwrap())
+        .unwrap();
+    mgr.store.put_task("t2", b"{not a task").unwrap();
+    let to_start = mgr.load().unwrap();
+    assert_eq!(to_start, vec!["t1".to_string()]);
+    mgr.start_loaded(to_start).await;
+    let t1 = mgr.get("t1").unwrap();
+    assert_eq!(t1.state, "Paused");
+    assert!(t1.reason.contains("disable_auto_start"), "{}", t1.reason);
+    let t2 = mgr.get("t2").unwrap();
+    assert_eq!(t2.state, "Paused");
+    assert!(t2.reason.contains("cannot be read"), "{}", t2.reason);
+    // the unreadable document is left as it was, and can be deleted
+    mgr.delete("t2", false).await.unwrap();
+    assert!(mgr.store.get_task("t2").unwrap().is_none());
+}
