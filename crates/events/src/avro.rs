@@ -81,6 +81,15 @@ pub fn encode_avro(ev: &RowEvent, wire: AvroWire, out: &mut Vec<u8>) -> Result<(
     Ok(())
 }
 
+/// Append the bare Avro datum of `ev` (no framing) to `out`, e.g. for an object container
+/// file whose header holds the schema.
+pub fn encode_avro_datum(ev: &RowEvent, out: &mut Vec<u8>) -> Result<(), EventError> {
+    let start = out.len();
+    encode_avro(ev, AvroWire::SingleObject, out)?;
+    out.drain(start..start + 10);
+    Ok(())
+}
+
 fn nullable(f_nullable: bool, v: Avro) -> Avro {
     if !f_nullable {
         return v;

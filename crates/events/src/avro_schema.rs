@@ -22,7 +22,8 @@
 //! | Int8Vector | array of int |
 //! | SparseFloatVector | map of float (keys: the indices in decimal) |
 //!
-//! Nullable fields (and `$meta`) are `["null", T]` with default null.
+//! Nullable fields (and `$meta`) are `["null", T]` with default null. Sparse vector map
+//! entries are written in no particular order (Avro maps are unordered).
 
 use cdc_protocol::schema::DataType;
 use serde_json::{json, Value as Json};

@@ -29,7 +29,9 @@ pub mod schema;
 pub mod value;
 pub mod vector;
 
-pub use avro::{avro_value, encode_avro, split_avro_message, AvroHeader, AvroWire};
+pub use avro::{
+    avro_value, encode_avro, encode_avro_datum, split_avro_message, AvroHeader, AvroWire,
+};
 pub use error::EventError;
 pub use event::{render_offset, DdlInfo, EventMeta, RowConverter, RowEvent, RowOp};
 pub use json::{encode_json, DynamicFields};
