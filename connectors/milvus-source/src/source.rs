@@ -41,7 +41,7 @@ use crate::mq::{MqClient, StartAt};
 use crate::reader::ReaderTask;
 
 /// Shortest time between two probe rounds while changes arrive.
-const ROUND_MIN_GAP: Duration = Duration::from_millis(5);
+const ROUND_MIN_GAP: Duration = Duration::from_millis(20);
 /// Longest time between two probe rounds while changes wait (lets idle channels be seen).
 const ROUND_MAX_GAP: Duration = Duration::from_millis(100);
 /// A round whose probes have not all answered by then is abandoned and started again.
@@ -245,7 +245,13 @@ impl Running {
                 pair,
                 payload,
             } => self.merger.push(i, offset, ts, bytes, pair, payload, now),
-            Input::ProbeOk { round } => self.merger.probe_ok(i, round),
+            Input::ProbeOk { round } => {
+                let age = self.merger.round_age(now);
+                self.merger.probe_ok(i, round);
+                if self.merger.round_age(now).is_none() {
+                    debug!(message = "Probe round answered.", round, channel = %self.merger.channel_name(i), took_ms = age.map_or(0, |a| a.as_millis() as u64));
+                }
+            }
             Input::Collection(change) => self.on_collection(change)?,
             Input::Failed(e) => {
                 self.metrics.error(match e.kind {

@@ -561,3 +561,120 @@ c.insert("{name}", [{{"id": i, "v": [0.1, 0.2, 0.3, 0.4]}} for i in range({a}, {
         "each later row once: {ids:?}"
     );
 }
+
+/// Latency while following live inserts, and the decode rate when catching up a backlog.
+/// Prints the numbers; asserts only that every row arrives once and latency stays sane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_and_latency() {
+    let Some(env) = env_or_skip("throughput_and_latency") else {
+        return;
+    };
+    let name = format!("{}bench", unique("e2es"));
+    let rows: usize = std::env::var("MCDC_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40_000);
+    let dim = 128;
+    let mut run = start(&env, "e2e_source_bench", &Offsets::new()).await;
+    let rows_s = rows.to_string();
+    let args = [
+        "tests/py/insert_bench.py",
+        "--uri",
+        &env.source_uri,
+        "--collection",
+        &name,
+        "--rows",
+        &rows_s,
+        "--batch",
+        "2000",
+        "--dim",
+        "128",
+        "--drop-after",
+    ];
+    let bench = python(&env, &args);
+    // Follow live: latency = arrival - the change's physical timestamp.
+    let mut live: Vec<ChangeEvent> = Vec::new();
+    let mut lat_ms: Vec<u64> = Vec::new();
+    let n = name.clone();
+    let follow = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        let mut got = 0;
+        while got < rows {
+            match tokio::time::timeout_at(deadline, run.events.recv()).await {
+                Ok(Some(Ok(ev))) => {
+                    if ev.collection == n {
+                        if let Op::Insert(b) = &ev.op {
+                            got += b.num_rows;
+                            let now = cdc_engine::metrics::now_ms();
+                            lat_ms.push(
+                                now.saturating_sub(cdc_protocol::ts::physical_ms(ev.position.ts)),
+                            );
+                        }
+                        live.push(ev);
+                    }
+                }
+                Ok(Some(Err(e))) => panic!("the source failed: {e}"),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    };
+    let (out, ()) = tokio::join!(bench, follow);
+    println!("{}", out.lines().last().unwrap_or_default());
+    run.stop().await;
+    let got: usize = live.iter().map(|e| e.op.rows()).sum();
+    assert_eq!(got, rows, "every row once while following");
+    lat_ms.sort_unstable();
+    let p = |q: f64| lat_ms[((lat_ms.len() - 1) as f64 * q) as usize];
+    println!(
+        "source latency over {} insert messages: p50 {} ms, p95 {} ms, max {} ms",
+        lat_ms.len(),
+        p(0.5),
+        p(0.95),
+        p(1.0)
+    );
+    // Milvus itself sends a time tick about 200 ms after its timestamp, every 200 ms; on a
+    // loaded 2-core machine it lags much more, so only an absurd latency fails.
+    assert!(p(0.5) < 10_000, "median latency {} ms", p(0.5));
+
+    // Catch up the same rows from a checkpoint just before them.
+    let mut resume = Offsets::new();
+    for e in &live {
+        let before = (i64::from_be_bytes(e.position.offset.as_slice().try_into().unwrap()) - 1)
+            .to_be_bytes()
+            .to_vec();
+        resume
+            .entry(e.position.channel.to_string())
+            .and_modify(|o| {
+                if before < *o {
+                    *o = before.clone()
+                }
+            })
+            .or_insert(before);
+    }
+    let t0 = std::time::Instant::now();
+    let mut run = start(&env, "e2e_source_bench_catchup", &resume).await;
+    let mut again = Vec::new();
+    let n = name.clone();
+    run.collect_until(&mut again, Duration::from_secs(300), move |evs| {
+        evs.iter()
+            .filter(|e| e.collection == n)
+            .map(|e| e.op.rows())
+            .sum::<usize>()
+            >= rows
+    })
+    .await;
+    let secs = t0.elapsed().as_secs_f64();
+    run.stop().await;
+    let got: usize = again
+        .iter()
+        .filter(|e| e.collection == name)
+        .map(|e| e.op.rows())
+        .sum();
+    assert_eq!(got, rows);
+    let mb = (rows * (dim * 4 + 8)) as f64 / 1e6;
+    println!(
+        "catch-up from a checkpoint: {rows} rows ({mb:.1} MB of vectors and keys) in {secs:.2} s = {:.1} MB/s (this build: {})",
+        mb / secs,
+        if cfg!(debug_assertions) { "debug" } else { "release" }
+    );
+}
