@@ -5,7 +5,8 @@
 //!   collection, partition and field IDs and vchannel, and produced on the target physical
 //!   channel with `ReplicateMessage`, followed by a time tick.
 //! - Timestamps are strictly increasing per target channel: a message gets
-//!   `max(source ts, last ts of the channel + 1, collection creation ts + 1)`.
+//!   `max(source ts, last ts of the channel + 1, collection creation ts + 1)` (deletes),
+//!   inserts one more, the pack's time tick two more.
 //! - A background task sends a time tick on every known target channel every
 //!   `replicate.time_tick_interval_ms` (a standby produces none itself, and cannot finish
 //!   loading or answer strong-consistency queries without them).
@@ -57,13 +58,24 @@ impl Channels {
     }
 }
 
-/// The base of DDL calls in replicate mode: none. Milvus 2.3.5 requires `msgTimestamp` with
-/// `isReplicate` ("the cdc timestamp is not set in the request for the backup instance") and
-/// then reads and writes its meta at that source timestamp, which does not order with what the
-/// standby created itself (a partition created at a source timestamp fails with "collection
-/// not found"). A standby accepts plain DDL calls, so they are sent as such.
+/// The base of DDL calls in replicate mode: `isReplicate` with `msgTimestamp` = this host's
+/// current hybrid time (strictly increasing). Milvus 2.3.5 requires `msgTimestamp` with
+/// `isReplicate` and uses it as the DDL's timestamp in its meta; a *source* timestamp does not
+/// order with what the standby created itself (a partition created at a source timestamp
+/// failed with "collection not found"), hence local time. Unmarked DDL is accepted too, but a
+/// drop then loops forever in the standby's root coordinator ("deny to write the message to
+/// mq" when it broadcasts the drop).
 fn ddl_base() -> Option<MsgBase> {
-    None
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = cdc_protocol::ts::compose(now_ms(), 0);
+    let prev = LAST
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |l| Some(now.max(l + 1)),
+        )
+        .unwrap_or(0);
+    Some(replicate_base(MsgType::Undefined, now.max(prev + 1)))
 }
 
 /// The request-level base of `ReplicateMessage` calls.
@@ -98,8 +110,11 @@ fn time_tick(ts: u64) -> Bytes {
     .into()
 }
 
-/// Produce `build(ts)` (plus a time tick) on `pchannel` at a timestamp of at least `min_ts`,
-/// strictly after everything sent there before.
+/// Produce `build(ts)` (plus a time tick at `ts + 2`) on `pchannel` at a timestamp of at
+/// least `min_ts`, strictly after everything sent there before. `build` stamps deletes with
+/// `ts` and inserts with `ts + 1`: the standby's query nodes apply a delete to rows with a
+/// timestamp up to and including its own, so an upsert's insert at the delete's timestamp
+/// would be deleted too.
 async fn send_pack(
     sh: &Shared,
     chans: &Channels,
@@ -112,7 +127,7 @@ async fn send_pack(
     let mut last = lock.lock().await;
     let ts = min_ts.max(*last + 1);
     let mut msgs = build(ts);
-    msgs.push(time_tick(ts));
+    msgs.push(time_tick(ts + 2));
     let pos = MsgPosition {
         channel_name: pchannel.to_string(),
         timestamp: ts,
@@ -122,7 +137,7 @@ async fn send_pack(
         base: Some(replicate_base(MsgType::Replicate, ts)),
         channel_name: pchannel.to_string(),
         begin_ts: ts,
-        end_ts: ts,
+        end_ts: ts + 2,
         msgs,
         start_positions: vec![pos.clone()],
         end_positions: vec![pos],
@@ -130,7 +145,7 @@ async fn send_pack(
     let c = &sh.client;
     sh.retry(db, coll, op, || c.replicate_message(req.clone()))
         .await?;
-    *last = ts;
+    *last = ts + 2;
     Ok(ts)
 }
 
@@ -238,15 +253,35 @@ impl ReplicateSink {
         Ok((info.vchannels[pos].clone(), info.pchannels[pos].clone()))
     }
 
+    /// Apply one DML change. A source upsert is sent as two packs, the delete then the
+    /// insert: sent in one pack, the standby (2.3.5) was seen to drop the re-inserted row.
     async fn write_dml(&mut self, ev: &ChangeEvent) -> Result<(), EngineError> {
+        match &ev.op {
+            Op::Insert(b) => self.write_part(ev, None, Some(b)).await?,
+            Op::Delete(d) => self.write_part(ev, Some(d), None).await?,
+            Op::Upsert { delete, insert } => {
+                self.write_part(ev, Some(delete), None).await?;
+                self.write_part(ev, None, Some(insert)).await?;
+            }
+            Op::Ddl(_) => return Ok(()),
+        }
+        let (op, rows) = (ev.op.kind(), ev.op.rows());
+        self.metrics.written(op, rows, ev.position.ts);
+        self.metrics
+            .replicate_rows(ev.collection_id, &ev.collection, op, rows);
+        self.metrics.events_out.inc();
+        Ok(())
+    }
+
+    /// Send deletes and/or inserts of one change as one pack.
+    async fn write_part(
+        &mut self,
+        ev: &ChangeEvent,
+        delete: Option<&cdc_engine::DeleteBatch>,
+        insert: Option<&cdc_engine::RowBatch>,
+    ) -> Result<(), EngineError> {
         let info = self.info(ev).await?;
         let (db, coll) = (ev.database.as_str(), ev.collection.as_str());
-        let (delete, insert) = match &ev.op {
-            Op::Insert(b) => (None, Some(b)),
-            Op::Delete(d) => (Some(d), None),
-            Op::Upsert { delete, insert } => (Some(delete), Some(insert)),
-            Op::Ddl(_) => return Ok(()),
-        };
         let shard = insert
             .map(|b| b.shard.as_str())
             .or(delete.map(|d| d.shard.as_str()))
@@ -306,16 +341,18 @@ impl ReplicateSink {
                     let n = b.num_rows;
                     msgs.push(Bytes::from(
                         msg::InsertRequest {
-                            base: msg_base(MsgType::Insert, ts),
+                            base: msg_base(MsgType::Insert, ts + 1),
                             shard_name: vch.clone(),
                             db_name: db.to_string(),
                             collection_name: coll.to_string(),
                             partition_name: b.partition.clone(),
                             collection_id,
                             partition_id: ins_pid,
-                            timestamps: vec![ts; n],
+                            timestamps: vec![ts + 1; n],
                             // Row IDs are internal to Milvus; any unique values do.
-                            row_i_ds: (0..n as i64).map(|i| (ts as i64).wrapping_add(i)).collect(),
+                            row_i_ds: (0..n as i64)
+                                .map(|i| (ts as i64 + 1).wrapping_add(i))
+                                .collect(),
                             fields_data: cols.clone(),
                             num_rows: n as u64,
                             version: InsertDataVersion::ColumnBased as i32,
@@ -330,11 +367,78 @@ impl ReplicateSink {
         let min_ts = ev.position.ts.max(info.created_ts + 1);
         let op = ev.op.kind();
         send_pack(&self.sh, &self.chans, &pch, (db, coll, op), min_ts, build).await?;
-        let rows = ev.op.rows();
-        self.metrics.written(op, rows, ev.position.ts);
-        self.metrics
-            .replicate_rows(ev.collection_id, coll, op, rows);
-        self.metrics.events_out.inc();
+        Ok(())
+    }
+
+    /// Tell the standby's data and query nodes that a collection (or one of its partitions)
+    /// is dropped: its root coordinator does not broadcast drops of replicated calls, so, like
+    /// milvus-cdc, the sink produces a `DropCollection` (`DropPartition`) message on each of
+    /// the collection's channels before the RPC.
+    async fn announce_drop(
+        &mut self,
+        ev: &ChangeEvent,
+        partition: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let (db, coll) = (ev.database.as_str(), ev.collection.as_str());
+        let c = &self.sh.client;
+        let Some(d) = self
+            .sh
+            .retry(db, coll, "describe_collection", || {
+                c.describe_collection(db, coll)
+            })
+            .await?
+        else {
+            return Ok(());
+        };
+        let partition_id = match partition {
+            Some(p) if p != "_default" => {
+                let r = self
+                    .sh
+                    .retry(db, coll, "show_partitions", || c.show_partitions(db, coll))
+                    .await?;
+                match r.partition_names.iter().position(|n| n == p) {
+                    Some(i) => r.partition_i_ds.get(i).copied().unwrap_or_default(),
+                    None => return Ok(()),
+                }
+            }
+            Some(_) => return Ok(()),
+            None => 0,
+        };
+        for pch in &d.physical_channel_names {
+            let build = |ts: u64| {
+                if let Some(p) = partition {
+                    return vec![Bytes::from(
+                        msg::DropPartitionRequest {
+                            base: msg_base(MsgType::DropPartition, ts),
+                            db_name: db.to_string(),
+                            collection_name: coll.to_string(),
+                            partition_name: p.to_string(),
+                            collection_id: d.collection_id,
+                            partition_id,
+                            ..Default::default()
+                        }
+                        .encode_to_vec(),
+                    )];
+                }
+                vec![Bytes::from(
+                    msg::DropCollectionRequest {
+                        base: msg_base(MsgType::DropCollection, ts),
+                        db_name: db.to_string(),
+                        collection_name: coll.to_string(),
+                        collection_id: d.collection_id,
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                )]
+            };
+            let min_ts = ev.position.ts.max(d.created_timestamp + 1);
+            let op = if partition.is_some() {
+                "drop_partition"
+            } else {
+                "drop_collection"
+            };
+            send_pack(&self.sh, &self.chans, pch, (db, coll, op), min_ts, build).await?;
+        }
         Ok(())
     }
 
@@ -393,6 +497,13 @@ impl Sink for ReplicateSink {
     async fn write(&mut self, event: Arc<ChangeEvent>) -> Result<(), EngineError> {
         match &event.op {
             Op::Ddl(d) => {
+                match d {
+                    cdc_engine::Ddl::DropCollection => self.announce_drop(&event, None).await?,
+                    cdc_engine::Ddl::DropPartition { partition } => {
+                        self.announce_drop(&event, Some(partition)).await?
+                    }
+                    _ => {}
+                }
                 let base = ddl_base();
                 ddl::apply(&self.sh, &mut self.cache, &event, d, base).await?;
                 if matches!(
