@@ -150,6 +150,11 @@ impl MilvusSource {
     }
 }
 
+/// Milliseconds between a hybrid timestamp and now.
+fn lag_ms(ts: u64) -> u64 {
+    cdc_engine::metrics::now_ms().saturating_sub(cdc_protocol::ts::physical_ms(ts))
+}
+
 impl Running {
     fn spawn_reader(&mut self, name: &str, kind: ChannelKind, start: StartAt) {
         let (tx, rx) = mpsc::channel(self.buffer);
@@ -244,7 +249,14 @@ impl Running {
                 bytes,
                 pair,
                 payload,
-            } => self.merger.push(i, offset, ts, bytes, pair, payload, now),
+            } => {
+                debug!(
+                    message = "Change received.",
+                    channel = %self.merger.channel_name(i),
+                    lag_ms = lag_ms(ts),
+                );
+                self.merger.push(i, offset, ts, bytes, pair, payload, now)
+            }
             Input::ProbeOk { round } => {
                 let age = self.merger.round_age(now);
                 self.merger.probe_ok(i, round);
@@ -449,7 +461,15 @@ impl Source for MilvusSource {
                     run.merger.delivered(*ch, offset);
                 }
                 match ready.event {
-                    Some(ev) => return Ok(Some(ev)),
+                    Some(ev) => {
+                        debug!(
+                            message = "Change released.",
+                            channel = %ev.position.channel,
+                            kind = ev.op.kind(),
+                            lag_ms = lag_ms(ev.position.ts),
+                        );
+                        return Ok(Some(ev));
+                    }
                     None => continue,
                 }
             }
