@@ -149,6 +149,13 @@ async fn send_pack(
     Ok(ts)
 }
 
+/// Index in `vchannels` of the vchannel of shard `idx` (`..._{collection}v{idx}`).
+fn shard_position(vchannels: &[String], idx: usize) -> Option<usize> {
+    vchannels.iter().position(|v| {
+        cdc_protocol::channel::parse_vchannel(v).is_ok_and(|p| p.shard as usize == idx)
+    })
+}
+
 /// Writes the change stream to a standby target with `ReplicateMessage` (`mode: replicate`).
 pub struct ReplicateSink {
     sh: Arc<Shared>,
@@ -234,11 +241,7 @@ impl ReplicateSink {
                     "source shard {shard:?} is not a vchannel name: {e:?}"
                 ))
             })?;
-        let suffix = format!("v{idx}");
-        let pos = info
-            .vchannels
-            .iter()
-            .position(|v| v.ends_with(&suffix))
+        let pos = shard_position(&info.vchannels, idx)
             .filter(|p| *p < info.pchannels.len())
             .ok_or_else(|| {
                 self.err(format!(
@@ -537,5 +540,45 @@ impl Sink for ReplicateSink {
         if let Some(t) = self.ticker.take() {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_map_by_index() {
+        let v: Vec<String> = [
+            "t-rootcoord-dml_2_9v1",
+            "t-rootcoord-dml_1_9v0",
+            "t-rootcoord-dml_3_9v11",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(shard_position(&v, 0), Some(1));
+        assert_eq!(shard_position(&v, 1), Some(0));
+        assert_eq!(shard_position(&v, 11), Some(2));
+        assert_eq!(shard_position(&v, 2), None);
+    }
+
+    #[test]
+    fn ddl_timestamps_increase_and_mark_replication() {
+        let a = ddl_base().unwrap();
+        let b = ddl_base().unwrap();
+        let (ia, ib) = (a.replicate_info.unwrap(), b.replicate_info.unwrap());
+        assert!(ia.is_replicate && ib.is_replicate);
+        assert!(ib.msg_timestamp > ia.msg_timestamp);
+        assert!(cdc_protocol::ts::physical_ms(ia.msg_timestamp) > 0);
+    }
+
+    #[test]
+    fn time_tick_is_a_timetick_message() {
+        let b = time_tick(42);
+        let m = msg::TimeTickMsg::decode(b).unwrap();
+        let base = m.base.unwrap();
+        assert_eq!(base.msg_type, MsgType::TimeTick as i32);
+        assert_eq!(base.timestamp, 42);
     }
 }
