@@ -51,7 +51,8 @@ pub struct MilvusSinkConfig {
     /// `insert`. Covers clock skew between the source Milvus and this host.
     #[serde(default = "default_replay_window_secs")]
     pub replay_window_secs: u64,
-    /// Merging of consecutive inserts into one request.
+    /// Merging of consecutive inserts into one request (`api` mode; `replicate` mode sends
+    /// each change as it came).
     #[serde(default)]
     pub batch: BatchConfig,
     /// Retries of failed requests that may succeed later (target unreachable, rate limited...).

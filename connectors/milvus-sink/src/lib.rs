@@ -11,9 +11,18 @@
 //!   false`) with rewritten IDs, channels and timestamps plus synthetic time ticks; DDL through
 //!   the RPCs marked as replicated. See [`ReplicateSink`].
 //!
-//! Order and parallelism: one writer task per (target collection, source shard), ordered
-//! within, parallel across; consecutive inserts merge into one request up to the batch limits;
-//! a DDL waits until every writer is drained. See [`MilvusSinkConfig`] for the settings.
+//! Order and parallelism (api mode): one writer task per (target collection, source shard),
+//! ordered within, parallel across; consecutive inserts merge into one request up to the batch
+//! limits; a DDL waits until every writer is drained. See [`MilvusSinkConfig`] for the
+//! settings.
+//!
+//! Idempotence (api mode): with `write: upsert` (default) a replay never duplicates rows (note
+//! that source rows that share a primary key collapse into one on the target). With
+//! `write: insert`, changes whose source timestamp is at or before the sink's start plus
+//! `replay_window_secs` (those a crashed previous run may already have written) and every retry
+//! of a failed insert are sent as upserts; later changes, and all changes of a collection this
+//! sink created in this run, use plain inserts. Deletes and DDL are idempotent by construction.
+//! Replicate mode is at-least-once: a replay after a crash writes the replayed rows again.
 
 mod batch;
 mod client;
