@@ -27,9 +27,30 @@ pub(crate) struct Shared {
     pub cfg: MilvusSinkConfig,
     /// Component name used in errors (`sink <id>`).
     pub component: String,
+    /// Largest request (bytes of columns) the target is known to accept: lowered when it
+    /// refuses a batch as too large, so later batches are cut smaller up front.
+    pub learned_max_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
+    /// The batch limits in force: the configured ones, with `max_bytes` lowered to what the
+    /// target was seen to accept.
+    pub(crate) fn batch_limits(&self) -> crate::config::BatchConfig {
+        let learned = self
+            .learned_max_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        crate::config::BatchConfig {
+            max_bytes: self.cfg.batch.max_bytes.min(learned),
+            ..self.cfg.batch.clone()
+        }
+    }
+
+    /// Remember that a request of `bytes` was refused as too large.
+    pub(crate) fn refused_bytes(&self, bytes: usize) {
+        self.learned_max_bytes
+            .fetch_min((bytes / 2).max(1024), std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Context of a call, for retries and errors.
     pub(crate) fn ctx<'a>(&'a self, db: &'a str, coll: &'a str, op: &'a str) -> CallContext<'a> {
         CallContext {

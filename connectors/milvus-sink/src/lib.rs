@@ -100,6 +100,7 @@ impl MilvusSinkConfig {
             client,
             cfg: self.clone(),
             component,
+            learned_max_bytes: usize::MAX.into(),
         })
     }
 }

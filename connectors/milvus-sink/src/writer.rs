@@ -11,7 +11,7 @@ use cdc_engine::metrics::ComponentMetrics;
 use cdc_engine::{ChangeEvent, EngineError, Op};
 use cdc_protocol::milvus::{DeleteRequest, InsertRequest, UpsertRequest};
 use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::batch::{self, Batcher, DeleteBatch, Item, KeySet, RowsBatch, WriteKind};
 use crate::config::WriteMode;
@@ -93,7 +93,7 @@ impl Writer {
                 }
                 Some(WriterMsg::Event(ev)) => {
                     for item in self.items(&ev) {
-                        let mut ready = batcher.push(item, &self.sh.cfg.batch);
+                        let mut ready = batcher.push(item, &self.sh.batch_limits());
                         if linger.is_zero() {
                             ready.extend(batcher.take());
                         }
@@ -206,7 +206,6 @@ impl Writer {
         let c = &self.sh.client;
         match item {
             Item::Rows(b) => {
-                let op = b.kind.name();
                 // Milvus 2.3.5 stores an upserted row of a partition-key collection outside
                 // the partition of its key (queries filtering on the key miss it), so there an
                 // upsert is a delete by key followed by an insert, both in one attempt.
@@ -228,15 +227,7 @@ impl Writer {
                 } else {
                     replace
                 };
-                let attempts = AtomicU32::new(0);
-                self.sh
-                    .retry(db, coll, op, || {
-                        let first = attempts.fetch_add(1, Ordering::Relaxed) == 0;
-                        let rpc = if first { &first_rpc } else { &retry_rpc };
-                        self.rows_rpc(rpc, &b)
-                    })
-                    .await?;
-                self.record(op, b.rows, b.bytes, b.max_ts, b.events);
+                self.send_rows(b, first_rpc, retry_rpc).await?;
             }
             Item::Delete(d) => {
                 let Some(expr) = expr::pk_in(&self.info.pk_name, &d.ids) else {
@@ -256,6 +247,73 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Send a row batch with retries; a batch the target's message queue refuses as too large
+    /// ("Message size too large": Milvus 2.3 produces one message per target shard and does
+    /// not split it below the broker's limit) is split in two halves, each sent the same way.
+    /// The halves use the replacing RPC: the refused attempt may have reached some shards.
+    fn send_rows(
+        &self,
+        b: RowsBatch,
+        first_rpc: Rpc,
+        retry_rpc: Rpc,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let (db, coll) = (self.db.as_str(), self.coll.as_str());
+            let op = b.kind.name();
+            if b.bytes > self.sh.batch_limits().max_bytes {
+                if let Some((left, right)) = split_rows(&b) {
+                    self.send_rows(left, first_rpc.clone(), retry_rpc.clone())
+                        .await?;
+                    return self.send_rows(right, first_rpc, retry_rpc).await;
+                }
+            }
+            let attempts = AtomicU32::new(0);
+            let too_large = std::sync::atomic::AtomicBool::new(false);
+            let r = self
+                .sh
+                .retry(db, coll, op, || {
+                    let first = attempts.fetch_add(1, Ordering::Relaxed) == 0;
+                    let rpc = if first { &first_rpc } else { &retry_rpc };
+                    let too_large = &too_large;
+                    let b = &b;
+                    async move {
+                        let r = self.rows_rpc(rpc, b).await;
+                        if let Err(f) = &r {
+                            if f.reason_contains("too large") && b.rows > 1 {
+                                too_large.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        r
+                    }
+                })
+                .await;
+            match r {
+                Ok(()) => {
+                    self.record(op, b.rows, b.bytes, b.max_ts, b.events);
+                    Ok(())
+                }
+                Err(e) if too_large.load(Ordering::Relaxed) => {
+                    let Some((left, right)) = split_rows(&b) else {
+                        return Err(e);
+                    };
+                    self.sh.refused_bytes(b.bytes);
+                    warn!(
+                        message = "Target refused a batch as too large; sending it in two halves.",
+                        database = db,
+                        collection = coll,
+                        rows = b.rows,
+                        bytes = b.bytes
+                    );
+                    self.send_rows(left, retry_rpc.clone(), retry_rpc.clone())
+                        .await?;
+                    self.send_rows(right, retry_rpc.clone(), retry_rpc).await
+                }
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// One attempt at writing a row batch.
@@ -312,6 +370,34 @@ impl Writer {
         self.metrics.bytes.inc_by(bytes as u64);
         self.metrics.events_out.inc_by(events as u64);
     }
+}
+
+/// The two halves of a row batch (`None` when it cannot be split).
+fn split_rows(b: &RowsBatch) -> Option<(RowsBatch, RowsBatch)> {
+    use cdc_protocol::field_data::slice_rows;
+    if b.rows < 2 {
+        return None;
+    }
+    let mid = b.rows / 2;
+    let half = |range: std::ops::Range<usize>, events: usize| -> Option<RowsBatch> {
+        let columns = b
+            .columns
+            .iter()
+            .map(|c| slice_rows(c, range.clone()).ok())
+            .collect::<Option<Vec<_>>>()?;
+        let rows = range.len();
+        Some(RowsBatch {
+            kind: b.kind,
+            partition: b.partition.clone(),
+            bytes: b.bytes * rows / b.rows,
+            columns,
+            rows,
+            max_ts: b.max_ts,
+            keys: KeySet::None,
+            events,
+        })
+    };
+    Some((half(0..mid, b.events)?, half(mid..b.rows, 0)?))
 }
 
 /// How a row batch is written.

@@ -316,3 +316,52 @@ async fn missing_collection_without_definition_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn batch_too_large_for_the_message_queue_is_split() {
+    if !e2e("batch_too_large_for_the_message_queue_is_split") {
+        return;
+    }
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    // Incompressible 128-d vectors: 6000 rows are ~3 MB, ~1.5 MB per target shard message,
+    // above the dev broker's 1 MB message limit ("Broker: Message size too large").
+    let uri = target_uri();
+    let v = Verifier::connect(&uri).await;
+    let coll = unique("sink_big");
+    let def = int_def(&coll, 128, false, false);
+    let mut ev = Events::new("default", &coll, Some(def.clone()));
+    let keys: Vec<i64> = (1..=6000).collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut cols = int_rows(&keys, 128, "r");
+    if let Some(cdc_protocol::schema::field_data::Field::Vectors(vf)) = &mut cols[1].field {
+        if let Some(cdc_protocol::schema::vector_field::Data::FloatVector(a)) = &mut vf.data {
+            for f in a.data.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *f = (x >> 40) as f32 / (1u64 << 24) as f32;
+            }
+        }
+    }
+    for write in [WriteMode::Insert, WriteMode::Upsert] {
+        let mut cfg = MilvusSinkConfig::new(&uri);
+        cfg.write = write;
+        let mut sink = open_sink(&cfg, "big").await;
+        for e in [
+            ev.ddl(Ddl::CreateCollection(Box::new(def.clone()))),
+            ev.ddl(flat_index("vec", "L2")),
+            ev.ddl(load()),
+            ev.insert("_default", cols.clone()),
+        ] {
+            sink.write(e).await.unwrap();
+        }
+        sink.flush().await.unwrap();
+        assert_eq!(
+            v.int_keys("default", &coll, "id > 0").await,
+            keys,
+            "{write:?}"
+        );
+        sink.write(ev.ddl(Ddl::DropCollection)).await.unwrap();
+        sink.flush().await.unwrap();
+    }
+}

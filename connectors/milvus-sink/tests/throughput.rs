@@ -26,7 +26,8 @@ fn events(ev: &mut Events, total: usize, start: i64) -> Vec<Arc<ChangeEvent>> {
                 .map(|k| start + (i * EVENT_ROWS) as i64 + k)
                 .collect();
             ev.shard = format!("by-dev-rootcoord-dml_{}_1v{}", i % SHARDS, i % SHARDS);
-            let columns = int_rows(&keys, DIM, "t");
+            let mut columns = int_rows(&keys, DIM, "t");
+            randomize_vectors(&mut columns[1], i as u64 + 1);
             ev.event(Op::Insert(RowBatch {
                 partition: "_default".into(),
                 shard: ev.shard.clone(),
@@ -35,6 +36,23 @@ fn events(ev: &mut Events, total: usize, start: i64) -> Vec<Arc<ChangeEvent>> {
             }))
         })
         .collect()
+}
+
+/// Incompressible vector values (xorshift), like real embeddings: compressible test data would
+/// pass message-queue size limits that real data hits.
+fn randomize_vectors(col: &mut cdc_protocol::schema::FieldData, seed: u64) {
+    use cdc_protocol::schema::{field_data::Field, vector_field::Data};
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    if let Some(Field::Vectors(vf)) = &mut col.field {
+        if let Some(Data::FloatVector(a)) = &mut vf.data {
+            for f in a.data.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *f = (x >> 40) as f32 / (1u64 << 24) as f32;
+            }
+        }
+    }
 }
 
 async fn measure(write: WriteMode, max_rows: usize, total: usize, old_ts: bool) -> f64 {
