@@ -120,8 +120,11 @@ pub struct BatchConfig {
     /// Most rows in one insert/upsert/delete request.
     #[serde(default = "default_max_rows")]
     pub max_rows: usize,
-    /// Most bytes (protobuf size of the columns) in one request; keep below the target's
-    /// `proxy.grpc.serverMaxRecvSize` (64 MiB by default).
+    /// Most bytes (protobuf size of the columns) in one request. Milvus 2.3 turns a request
+    /// into one message-queue message per target shard without splitting it below the
+    /// broker's message limit (Kafka's default is 1 MB), so big values cost a refused attempt
+    /// before the sink splits the batch and lowers its limit. Must also stay below the
+    /// target's `proxy.grpc.serverMaxRecvSize`.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
     /// Milliseconds a partial batch may wait for more rows before it is sent.
@@ -171,7 +174,7 @@ fn default_max_rows() -> usize {
     20_000
 }
 fn default_max_bytes() -> usize {
-    32 * 1024 * 1024
+    4 * 1024 * 1024
 }
 fn default_linger_ms() -> u64 {
     100
