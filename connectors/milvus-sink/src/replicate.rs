@@ -10,7 +10,7 @@
 //! - A background task sends a time tick on every known target channel every
 //!   `replicate.time_tick_interval_ms` (a standby produces none itself, and cannot finish
 //!   loading or answer strong-consistency queries without them).
-//! - DDL goes through the normal RPCs, unmarked (see [`ddl_base`] for why).
+//! - DDL goes through the normal RPCs; drops are marked `isReplicate` (see [`ddl_base`]).
 //!
 //! Changes are applied one at a time, in order (no per-shard parallelism in this mode).
 //!
@@ -62,16 +62,19 @@ impl Channels {
     }
 }
 
-/// The base of DDL calls in replicate mode: `isReplicate` with `msgTimestamp` = this host's
-/// current hybrid time (strictly increasing). Milvus 2.3.5 requires `msgTimestamp` with
-/// `isReplicate` and uses it as the DDL's timestamp in its meta; a *source* timestamp does not
-/// order with what the standby created itself (a partition created at a source timestamp
-/// failed with "collection not found"), hence local time. Unmarked DDL is accepted too, but a
-/// drop then loops forever in the standby's root coordinator ("deny to write the message to
-/// mq" when it broadcasts the drop).
-fn ddl_base() -> Option<MsgBase> {
+/// The base of replicated drops: `isReplicate` with `msgTimestamp` = this host's current
+/// hybrid time (strictly increasing). A standby accepts unmarked DDL, but an unmarked drop
+/// loops forever in its root coordinator ("deny to write the message to mq" when it broadcasts
+/// the drop); a marked one leaves the broadcast to the sink ([`ReplicateSink`] sends the drop
+/// messages itself). Milvus 2.3.5 requires `msgTimestamp` with `isReplicate` and reads its
+/// meta at that time: a *source* timestamp, older than what the standby created itself, fails
+/// with "collection not found", hence local time.
+///
+/// `floor` is a target timestamp the call must come after (the collection's creation time on
+/// the target: the standby's own clock may run ahead of this host's).
+fn ddl_base(floor: u64) -> Option<MsgBase> {
     static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = cdc_protocol::ts::compose(now_ms(), 0);
+    let now = cdc_protocol::ts::compose(now_ms(), 0).max(floor);
     let prev = LAST
         .fetch_update(
             std::sync::atomic::Ordering::SeqCst,
@@ -188,7 +191,7 @@ impl ReplicateSink {
     }
 
     async fn info(&mut self, ev: &ChangeEvent) -> Result<Arc<CollectionInfo>, EngineError> {
-        let base = ddl_base();
+        let base = None;
         let info = ddl::ensure_collection(
             &self.sh,
             &mut self.cache,
@@ -202,6 +205,25 @@ impl ReplicateSink {
             self.chans.get(p);
         }
         Ok(info)
+    }
+
+    /// The target's creation timestamp of the event's collection (0 when none or missing).
+    async fn created_ts(&mut self, ev: &ChangeEvent) -> Result<u64, EngineError> {
+        if ev.collection.is_empty() {
+            return Ok(0);
+        }
+        if let Some(i) = self.cache.get(&ev.database, &ev.collection) {
+            return Ok(i.created_ts);
+        }
+        let (db, coll) = (ev.database.as_str(), ev.collection.as_str());
+        let c = &self.sh.client;
+        let d = self
+            .sh
+            .retry(db, coll, "describe_collection", || {
+                c.describe_collection(db, coll)
+            })
+            .await?;
+        Ok(d.map(|d| d.created_timestamp).unwrap_or(0))
     }
 
     /// Target partition ID of `name` (refreshed from the target when unknown).
@@ -511,7 +533,16 @@ impl Sink for ReplicateSink {
                     }
                     _ => {}
                 }
-                let base = ddl_base();
+                // Only drops are marked as replicated (see `ddl_base`): the standby's root
+                // coordinator then leaves their broadcast to the sink. Marked creations were
+                // seen to fail now and then with "collection not found".
+                let base = match d {
+                    cdc_engine::Ddl::DropCollection | cdc_engine::Ddl::DropPartition { .. } => {
+                        let floor = self.created_ts(&event).await? + 1;
+                        ddl_base(floor)
+                    }
+                    _ => None,
+                };
                 ddl::apply(&self.sh, &mut self.cache, &event, d, base).await?;
                 if matches!(
                     d,
@@ -569,8 +600,8 @@ mod tests {
 
     #[test]
     fn ddl_timestamps_increase_and_mark_replication() {
-        let a = ddl_base().unwrap();
-        let b = ddl_base().unwrap();
+        let a = ddl_base(0).unwrap();
+        let b = ddl_base(0).unwrap();
         let (ia, ib) = (a.replicate_info.unwrap(), b.replicate_info.unwrap());
         assert!(ia.is_replicate && ib.is_replicate);
         assert!(ib.msg_timestamp > ia.msg_timestamp);
