@@ -67,6 +67,8 @@ impl Source for TestSource {
     }
 
     async fn next(&mut self) -> Result<Option<ChangeEvent>, EngineError> {
+        // Await before touching any state: `next` must be cancel-safe.
+        tokio::task::yield_now().await;
         for _ in 0..self.channels.len() {
             let ch = self.channels[self.turn % self.channels.len()].clone();
             self.turn += 1;
@@ -76,7 +78,6 @@ impl Source for TestSource {
             }
             self.next_n.insert(ch.clone(), n + 1);
             self.produced.fetch_add(1, Ordering::SeqCst);
-            tokio::task::yield_now().await;
             return Ok(Some(event(&ch, n)));
         }
         if self.stall_at_end {

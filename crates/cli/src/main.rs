@@ -1,0 +1,243 @@
+//! `milvus-cdc`: the command-line entry point.
+
+mod metrics_http;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cdc_pipeline::PipelineSpec;
+use cdc_state::{SledStore, StateStore};
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+
+/// Change data capture for Milvus.
+///
+/// Reads the changes of a source Milvus (its etcd metadata and its Kafka or Pulsar message
+/// queue) and replays them, in order, on a target Milvus, Kafka topics or files. Progress is
+/// checkpointed in an embedded store, so a restart resumes exactly where the last acknowledged
+/// write ended.
+#[derive(Parser)]
+#[command(name = "milvus-cdc", version, about, long_about)]
+struct Cli {
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive such as
+    /// `info,cdc_engine=debug`). Overrides RUST_LOG.
+    #[arg(long, global = true, env = "MILVUS_CDC_LOG")]
+    log_level: Option<String>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one pipeline file until stopped (Ctrl-C drains, commits a final checkpoint and exits).
+    Run {
+        /// The pipeline YAML file (see pipelines/ for examples).
+        pipeline: PathBuf,
+        /// Directory of the embedded state store (checkpoints). Created if missing.
+        #[arg(long, default_value = ".milvus-cdc/state", env = "MILVUS_CDC_STATE_DIR")]
+        state_dir: PathBuf,
+        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9187) at /metrics.
+        #[arg(long)]
+        metrics_addr: Option<String>,
+        /// Seconds between progress lines on stderr (0 turns them off).
+        #[arg(long, default_value_t = 5)]
+        progress_secs: u64,
+        /// Stop after this many seconds (for demos and scripted runs); the default runs forever.
+        #[arg(long)]
+        duration_secs: Option<u64>,
+    },
+    /// Check pipeline files without running them: syntax, unknown keys, types and values.
+    Validate {
+        /// One or more pipeline YAML files.
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
+    /// Run the task server: milvus-cdc's `POST /cdc` API, REST `/tasks`, `/metrics`,
+    /// `/healthz` and `/openapi.json`. Stored tasks are reloaded; Ctrl-C stops every pipeline
+    /// after a final checkpoint.
+    Serve {
+        /// The server configuration YAML (address, state_dir, source, ...; see
+        /// crates/server/README.md).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Decode a base64 Milvus `MsgPosition` (as used by positions in the HTTP API).
+    DecodePosition {
+        /// The base64 text.
+        position: String,
+    },
+}
+
+fn init_logging(level: Option<&str>, json: bool) {
+    let filter = level
+        .map(tracing_subscriber::EnvFilter::new)
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let server_config = match &cli.command {
+        Command::Serve { config } => match cdc_server::ServerConfig::load(config) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    match &server_config {
+        // The server installs a reloadable filter (its `maintenance` request changes it).
+        Some(c) => {
+            let level = cli.log_level.clone().unwrap_or_else(|| c.log_level.clone());
+            if let Err(e) = cdc_server::logging::init(&level, cli.log_json) {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+        None => init_logging(cli.log_level.as_deref(), cli.log_json),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run {
+                pipeline,
+                state_dir,
+                metrics_addr,
+                progress_secs,
+                duration_secs,
+            } => run(pipeline, state_dir, metrics_addr, progress_secs, duration_secs).await,
+            Command::Validate { pipelines } => validate(&pipelines),
+            Command::DecodePosition { position } => decode_position(&position),
+            Command::Serve { .. } => match server_config {
+                Some(c) => cdc_server::serve(c).await,
+                None => Err(anyhow::anyhow!("no server configuration")),
+            },
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for f in files {
+        match PipelineSpec::load(f) {
+            Ok(spec) => println!(
+                "ok: {} (pipeline {:?}, {} sink(s))",
+                f.display(),
+                spec.name,
+                spec.sinks.len()
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("invalid: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} pipeline file(s) are invalid", files.len());
+    }
+    Ok(())
+}
+
+fn decode_position(text: &str) -> anyhow::Result<()> {
+    let pos = cdc_protocol::position::decode_position_b64(text)
+        .with_context(|| "the text is not a base64 Milvus MsgPosition")?;
+    let offset = cdc_protocol::position::kafka_offset(&pos.msg_id).ok();
+    let v = serde_json::json!({
+        "channel_name": pos.channel_name,
+        "msg_id_hex": pos.msg_id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "kafka_offset": offset,
+        "msg_group": pos.msg_group,
+        "timestamp": pos.timestamp,
+        "physical_ms": cdc_protocol::ts::physical_ms(pos.timestamp),
+    });
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+async fn run(
+    file: PathBuf,
+    state_dir: PathBuf,
+    metrics_addr: Option<String>,
+    progress_secs: u64,
+    duration_secs: Option<u64>,
+) -> anyhow::Result<()> {
+    let spec = PipelineSpec::load(&file)?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+    let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&state_dir)?);
+    if let Some(addr) = &metrics_addr {
+        metrics_http::serve(addr).await?;
+        info!(message = "Serving metrics.", address = %addr, path = "/metrics");
+    }
+    info!(message = "Connecting pipeline.", pipeline = %spec.name, file = %file.display());
+    let pipeline = cdc_pipeline::build(&spec).await?;
+    let running = pipeline.spawn(store);
+    let status = running.status.clone();
+    let progress = (progress_secs > 0)
+        .then(|| progress::spawn(spec.name.clone(), status, Duration::from_secs(progress_secs)));
+
+    let stop_reason = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Some("interrupted"),
+        _ = async {
+            match duration_secs {
+                Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                None => std::future::pending().await,
+            }
+        } => Some("duration reached"),
+        _ = wait_finished(&running) => None,
+    };
+    if let Some(reason) = stop_reason {
+        info!(message = "Stopping pipeline after a final checkpoint.", reason);
+        running.stop();
+    }
+    let result = running.join().await;
+    if let Some(p) = progress {
+        p.abort();
+    }
+    match result {
+        Ok(()) => {
+            info!(message = "Pipeline stopped cleanly.");
+            Ok(())
+        }
+        Err(e) => {
+            error!(message = "Pipeline failed.", error = %e);
+            Err(anyhow::anyhow!("pipeline {} failed: {e}", spec.name))
+        }
+    }
+}
+
+async fn wait_finished(running: &cdc_engine::RunningPipeline) {
+    while !running.is_finished() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
