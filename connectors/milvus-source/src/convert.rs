@@ -4,7 +4,9 @@
 //! No per-row work: insert columns and delete keys are moved, except that an upsert split
 //! into several messages of one timestamp has its parts concatenated column by column.
 //! Collection-level DDL written once per shard channel (create/drop collection, drop
-//! partition) is emitted once.
+//! partition) is emitted once. Partition loads and releases come from QueryCoord's etcd keys
+//! ([`crate::meta::load`]); a release of every partition that a ReleaseCollection message
+//! already covered is not emitted twice.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use cdc_engine::{
 };
 use cdc_protocol::field_data;
 use cdc_protocol::header::MqMessage;
+use cdc_protocol::milvus::{LoadPartitionsRequest, ReleasePartitionsRequest};
 use cdc_protocol::msg::{DeleteRequest, InsertRequest};
 use cdc_protocol::schema::{i_ds::IdField, IDs, LongArray};
 use tracing::warn;
@@ -31,6 +34,9 @@ pub(crate) struct Converter {
     dropped: HashSet<i64>,
     partitions_created: HashSet<(i64, String)>,
     partitions_dropped: HashSet<(i64, String)>,
+    /// Collections a ReleaseCollection was emitted for, and not loaded since: the partition
+    /// release QueryCoord's etcd keys show for the same release is not emitted again.
+    released_collections: HashSet<i64>,
 }
 
 fn db_or_default(name: &str) -> String {
@@ -186,6 +192,62 @@ impl Converter {
                     collection_id,
                     cache.collection_def(collection_id),
                     Op::Ddl(Ddl::CreatePartition { partition: name }),
+                ));
+                return;
+            }
+            Payload::PartitionsLoaded {
+                collection_id,
+                partitions,
+                replica_number,
+            } => {
+                self.released_collections.remove(&collection_id);
+                let Some((database, collection)) = cache.collection_names(collection_id) else {
+                    warn!(message = "Partition load of an unknown collection skipped.", collection_id, partitions = ?partitions);
+                    return;
+                };
+                let req = LoadPartitionsRequest {
+                    db_name: database.clone(),
+                    collection_name: collection.clone(),
+                    partition_names: partitions,
+                    replica_number,
+                    ..Default::default()
+                };
+                out.push(event(
+                    pos,
+                    database,
+                    collection,
+                    collection_id,
+                    cache.collection_def(collection_id),
+                    Op::Ddl(Ddl::LoadPartitions(req)),
+                ));
+                return;
+            }
+            Payload::PartitionsReleased {
+                collection_id,
+                partitions,
+                whole,
+            } => {
+                if whole && self.released_collections.remove(&collection_id) {
+                    // The ReleaseCollection message already released them.
+                    return;
+                }
+                let Some((database, collection)) = cache.collection_names(collection_id) else {
+                    warn!(message = "Partition release of an unknown collection skipped.", collection_id, partitions = ?partitions);
+                    return;
+                };
+                let req = ReleasePartitionsRequest {
+                    db_name: database.clone(),
+                    collection_name: collection.clone(),
+                    partition_names: partitions,
+                    ..Default::default()
+                };
+                out.push(event(
+                    pos,
+                    database,
+                    collection,
+                    collection_id,
+                    cache.collection_def(collection_id),
+                    Op::Ddl(Ddl::ReleasePartitions(req)),
                 ));
                 return;
             }
@@ -385,32 +447,26 @@ impl Converter {
             }
             MqMessage::LoadCollection(r) => {
                 let (db, name) = (r.db_name.clone(), r.collection_name.clone());
-                out.push(coll_event(
-                    cache,
-                    pos,
-                    &db,
-                    &name,
-                    Op::Ddl(Ddl::LoadCollection(r)),
-                ));
+                let ev = coll_event(cache, pos, &db, &name, Op::Ddl(Ddl::LoadCollection(r)));
+                self.released_collections.remove(&ev.collection_id);
+                out.push(ev);
             }
             MqMessage::ReleaseCollection(r) => {
-                out.push(coll_event(
+                let ev = coll_event(
                     cache,
                     pos,
                     &r.db_name,
                     &r.collection_name,
                     Op::Ddl(Ddl::ReleaseCollection),
-                ));
+                );
+                self.released_collections.insert(ev.collection_id);
+                out.push(ev);
             }
             MqMessage::LoadPartitions(r) => {
                 let (db, name) = (r.db_name.clone(), r.collection_name.clone());
-                out.push(coll_event(
-                    cache,
-                    pos,
-                    &db,
-                    &name,
-                    Op::Ddl(Ddl::LoadPartitions(r)),
-                ));
+                let ev = coll_event(cache, pos, &db, &name, Op::Ddl(Ddl::LoadPartitions(r)));
+                self.released_collections.remove(&ev.collection_id);
+                out.push(ev);
             }
             MqMessage::ReleasePartitions(r) => {
                 let (db, name) = (r.db_name.clone(), r.collection_name.clone());

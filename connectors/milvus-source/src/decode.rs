@@ -42,6 +42,26 @@ pub(crate) enum Payload {
         /// Partition name.
         name: String,
     },
+    /// Partitions of a partition-loaded collection were loaded (QueryCoord's etcd keys;
+    /// Milvus 2.3 writes no LoadPartitions message). See [`crate::meta::load`].
+    PartitionsLoaded {
+        /// Collection ID.
+        collection_id: i64,
+        /// Partition names.
+        partitions: Vec<String>,
+        /// Replica number.
+        replica_number: i32,
+    },
+    /// Partitions of a partition-loaded collection were released (no message either).
+    PartitionsReleased {
+        /// Collection ID.
+        collection_id: i64,
+        /// Partition names.
+        partitions: Vec<String>,
+        /// The collection's whole load info went away (ReleaseCollection, or a release of
+        /// every loaded partition).
+        whole: bool,
+    },
 }
 
 /// What the reader makes of one message.

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  etcd ──scan+watch──► cache ◄─────────────────────────┐ names, definitions
-//!    └── partition / collection changes ─┐              │
+//!    └── partitions, loads, collections ─┐              │
 //!  dml_0 ─► reader task (decode) ─► bounded ─┤          │
 //!  dml_N ─► reader task (decode) ─► bounded ─┼─► merger ─► convert ─► next()
 //!  replicate ─► reader task ──────► bounded ─┘   (timestamp order, probe rounds)
@@ -33,6 +33,7 @@ use crate::convert::{Converter, Ctx};
 use crate::decode::Payload;
 use crate::input::Input;
 use crate::merger::{ChannelKind, Merger};
+use crate::meta::load::LoadState;
 use crate::meta::watcher::{self, WatchTask};
 use crate::meta::{MetaCache, MetaChange};
 use crate::mq::kafka::KafkaClient;
@@ -108,7 +109,9 @@ impl MilvusSource {
         })
     }
 
-    /// Name of the pseudo-channel of etcd partition changes (not checkpointed).
+    /// Name of the pseudo-channel of etcd partition changes: CreatePartition, and the
+    /// LoadPartitions / ReleasePartitions derived from QueryCoord's load info (not
+    /// checkpointed).
     pub fn meta_channel_name(&self) -> String {
         format!("etcd:{}", self.cfg.meta_root())
     }
@@ -352,7 +355,9 @@ impl Source for MilvusSource {
         let meta_root = cfg.meta_root();
         let mut etcd = watcher::connect(&cfg.etcd).await?;
         let mut cache = MetaCache::default();
-        let revision = watcher::scan(&mut etcd, &meta_root, &mut cache, &self.metrics).await?;
+        let mut loads = LoadState::default();
+        let revision =
+            watcher::scan(&mut etcd, &meta_root, &mut cache, &mut loads, &self.metrics).await?;
         let topics = client.list_channels().await?;
 
         let replicate = cfg.replicate_channel_name();
@@ -405,6 +410,8 @@ impl Source for MilvusSource {
             meta_root,
             from_revision: revision + 1,
             cache: run.cache.clone(),
+            loads,
+            last_load_ts: 0,
             tx,
             probes,
             metrics: self.metrics.clone(),

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use cdc_engine::{ChangeEvent, Op, Source};
+use cdc_engine::{ChangeEvent, Ddl, Op, Source};
 use cdc_state::Offsets;
 use common::{check, env_or_skip, event_key, python, start, step_keys, unique};
 
@@ -114,8 +114,16 @@ async fn workload_operations_appear_once_in_source_order() {
     );
     for e in &ours {
         if e.position.channel.starts_with("etcd:") {
-            // CreatePartition comes from the etcd watch, which is not checkpointed.
-            assert_eq!(e.op.kind(), "create_partition");
+            // CreatePartition and partition loads come from the etcd watch, which is not
+            // checkpointed.
+            assert!(
+                matches!(
+                    e.op.kind(),
+                    "create_partition" | "load_partitions" | "release_partitions"
+                ),
+                "{:?}",
+                event_key(e)
+            );
             continue;
         }
         let o = offsets
@@ -167,6 +175,85 @@ c.drop_collection("{name}")
         1
     );
     assert_eq!(kinds.iter().filter(|k| **k == "drop_collection").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_loads_and_releases_come_from_querycoord_etcd_keys() {
+    let Some(env) = env_or_skip("partition_loads_and_releases_come_from_querycoord_etcd_keys")
+    else {
+        return;
+    };
+    let name = format!("{}loadparts", unique("e2es"));
+    let mut run = start(&env, "e2e_source_loadparts", &Offsets::new()).await;
+    // Milvus 2.3.5 writes no message for load/release_partitions. The final release of the
+    // collection (a message) also removes the partition load info: not a second release.
+    let script = format!(
+        r#"
+from pymilvus import MilvusClient, DataType
+c = MilvusClient(uri="{uri}")
+s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+s.add_field("id", DataType.INT64, is_primary=True)
+s.add_field("v", DataType.FLOAT_VECTOR, dim=4)
+c.create_collection("{name}", schema=s, shards_num=1)
+for p in ["p1", "p2", "p3"]:
+    c.create_partition("{name}", p)
+c.insert("{name}", [{{"id": i, "v": [0.1, 0.2, 0.3, float(i)]}} for i in range(10)], partition_name="p1")
+ip = c.prepare_index_params()
+ip.add_index(field_name="v", index_type="FLAT", metric_type="L2")
+c.create_index("{name}", ip)
+c.load_partitions("{name}", ["p1", "p2"])
+c.release_partitions("{name}", ["p2"])
+c.release_collection("{name}")
+c.drop_collection("{name}")
+"#,
+        uri = env.source_uri
+    );
+    python(&env, &["-c", &script]).await;
+    let mut events = Vec::new();
+    let n = name.clone();
+    run.collect_until(&mut events, Duration::from_secs(60), move |evs| {
+        evs.iter()
+            .any(|e| e.collection == n && e.op.kind() == "drop_collection")
+    })
+    .await;
+    run.stop().await;
+    let ours: Vec<&ChangeEvent> = events.iter().filter(|e| e.collection == name).collect();
+    let kinds: Vec<&str> = ours.iter().map(|e| e.op.kind()).collect();
+    let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
+    assert_eq!(count("load_partitions"), 1, "{kinds:?}");
+    assert_eq!(count("release_partitions"), 1, "{kinds:?}");
+    assert_eq!(count("release_collection"), 1, "{kinds:?}");
+    assert_eq!(count("load_collection"), 0, "{kinds:?}");
+    let pos = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
+    assert!(pos("create_index") < pos("load_partitions"), "{kinds:?}");
+    assert!(
+        pos("load_partitions") < pos("release_partitions"),
+        "{kinds:?}"
+    );
+    assert!(
+        pos("release_partitions") < pos("drop_collection"),
+        "{kinds:?}"
+    );
+    for e in &ours {
+        match &e.op {
+            Op::Ddl(Ddl::LoadPartitions(r)) => {
+                let mut parts = r.partition_names.clone();
+                parts.sort();
+                assert_eq!(parts, ["p1", "p2"]);
+                assert_eq!(r.replica_number, 1);
+                assert_eq!(r.collection_name, name);
+                assert_eq!(r.db_name, "default");
+                assert_eq!(e.database, "default");
+                assert!(e.position.channel.starts_with("etcd:"));
+                assert!(e.collection_def.is_some());
+            }
+            Op::Ddl(Ddl::ReleasePartitions(r)) => {
+                assert_eq!(r.partition_names, ["p2"]);
+                assert_eq!(r.collection_name, name);
+            }
+            _ => {}
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,10 @@
 //! The source Milvus's metadata in etcd: a cache ([`cache`]), the collection definitions built
-//! from it ([`def`]), and the etcd scan and watch that keep it current ([`watcher`]).
+//! from it ([`def`]), QueryCoord's partition load state ([`load`]), and the etcd scan and watch
+//! that keep them current ([`watcher`]).
 
 pub mod cache;
 pub mod def;
+pub mod load;
 pub mod watcher;
 
 pub use cache::{MetaCache, MetaChange};

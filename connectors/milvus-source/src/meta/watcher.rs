@@ -1,6 +1,7 @@
-//! etcd I/O for the metadata cache: connect (auth, TLS), scan `root-coord/` once, then watch
-//! it (with previous values) from the scan's revision, applying every change to the shared
-//! cache and telling the source in-band.
+//! etcd I/O for the metadata cache: connect (auth, TLS), scan `root-coord/` and QueryCoord's
+//! load-info keys once (one key range, see [`load::key_range`]), then watch them (with previous
+//! values) from the scan's revision, applying every change to the shared cache and to the
+//! partition load state, and telling the source in-band.
 //!
 //! A probe (see [`crate::merger`]) is answered once the watch has delivered every change up
 //! to the etcd revision read when the probe arrived: an event at or past that revision, or a
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::cache::{MetaCache, MetaChange};
+use super::load::{self, LoadChange, LoadEvent, LoadState};
 use crate::config::{EtcdConfig, COMPONENT};
 use crate::decode::Payload;
 use crate::input::Input;
@@ -105,7 +107,12 @@ fn prefix(meta_root: &str) -> String {
     format!("{}/root-coord/", meta_root.trim_end_matches('/'))
 }
 
-/// Reads every RootCoord object into `cache`; returns the etcd revision of the read.
+fn load_key_of(meta_root: &str, kv: &KeyValue) -> Option<load::LoadKey> {
+    load::parse_load_key(meta_root, std::str::from_utf8(kv.key()).ok()?)
+}
+
+/// Reads every RootCoord object into `cache` and QueryCoord's load state into `loads`
+/// (without reporting changes); returns the etcd revision of the read.
 ///
 /// # Errors
 /// [`ErrorKind::Connect`] when etcd fails.
@@ -113,15 +120,24 @@ pub async fn scan(
     client: &mut Client,
     meta_root: &str,
     cache: &mut MetaCache,
+    loads: &mut LoadState,
     metrics: &ComponentMetrics,
 ) -> Result<i64, EngineError> {
+    let (start, end) = load::key_range(meta_root);
     let p = prefix(meta_root);
     let resp = client
-        .get(p.as_bytes(), Some(GetOptions::new().with_prefix()))
+        .get(start.as_bytes(), Some(GetOptions::new().with_range(end)))
         .await
         .map_err(|e| connect_err(format!("cannot read {p} from the source etcd: {e}")))?;
     let revision = resp.header().map_or(0, |h| h.revision());
     for kv in resp.kvs() {
+        if let Some(key) = load_key_of(meta_root, kv) {
+            if let Err(e) = loads.apply_scan(key, kv.value()) {
+                metrics.error("meta_decode");
+                warn!(message = "Undecodable etcd load info skipped.", key = ?key, error = %e);
+            }
+            continue;
+        }
         apply_kv(cache, meta_root, kv, false, metrics);
     }
     info!(
@@ -138,6 +154,44 @@ pub fn partition_offset(ts: u64, partition_id: i64) -> Vec<u8> {
     let mut o = ts.to_be_bytes().to_vec();
     o.extend_from_slice(&partition_id.to_be_bytes());
     o
+}
+
+/// The in-band input of a partition load change, at timestamp `ts`.
+pub(crate) fn load_input(change: LoadChange, ts: u64) -> Input {
+    let names = |p: Vec<(i64, String)>| p.into_iter().map(|(_, n)| n).collect();
+    let (collection_id, payload) = match change {
+        LoadChange::Loaded {
+            collection_id,
+            partitions,
+            replica_number,
+        } => (
+            collection_id,
+            Payload::PartitionsLoaded {
+                collection_id,
+                partitions: names(partitions),
+                replica_number,
+            },
+        ),
+        LoadChange::Released {
+            collection_id,
+            partitions,
+            whole,
+        } => (
+            collection_id,
+            Payload::PartitionsReleased {
+                collection_id,
+                partitions: names(partitions),
+                whole,
+            },
+        ),
+    };
+    Input::Change {
+        offset: partition_offset(ts, collection_id),
+        ts,
+        bytes: 0,
+        pair: None,
+        payload,
+    }
 }
 
 /// The in-band input of a cache change.
@@ -173,6 +227,10 @@ pub(crate) struct WatchTask {
     pub from_revision: i64,
     /// The shared cache.
     pub cache: Arc<Mutex<MetaCache>>,
+    /// QueryCoord's partition load state (from the scan).
+    pub loads: LoadState,
+    /// Timestamp of the last load change sent (they get increasing wall-clock timestamps).
+    pub last_load_ts: u64,
     /// To the source.
     pub tx: mpsc::Sender<Input>,
     /// Probe requests.
@@ -191,13 +249,14 @@ impl WatchTask {
 
     async fn watch(&mut self) -> Result<(), EngineError> {
         let p = prefix(&self.meta_root);
+        let (start, end) = load::key_range(&self.meta_root);
         let opts = WatchOptions::new()
-            .with_prefix()
+            .with_range(end)
             .with_prev_key()
             .with_start_revision(self.from_revision);
         let mut stream = self
             .client
-            .watch(p.as_bytes(), Some(opts))
+            .watch(start.as_bytes(), Some(opts))
             .await
             .map_err(|e| connect_err(format!("cannot watch {p} on the source etcd: {e}")))?;
         let mut waiting: Vec<(u64, i64)> = Vec::new();
@@ -265,27 +324,61 @@ impl WatchTask {
             // revision has been sent.
             return Ok(if resp.created() { 0 } else { header_rev });
         }
-        let mut changes = Vec::new();
+        let mut inputs = Vec::new();
         let mut max_rev = 0;
         {
-            let mut cache = self
-                .cache
+            let cache = self.cache.clone();
+            let mut cache = cache
                 .lock()
                 .map_err(|_| EngineError::internal(COMPONENT, "metadata cache lock poisoned"))?;
+            // Consecutive load-info changes are applied together (one QueryCoord transaction
+            // writes its keys in one revision, in any order), against the RootCoord metadata
+            // as of their revision.
+            let mut loads: Vec<LoadEvent> = Vec::new();
             for ev in resp.events() {
                 let Some(kv) = ev.kv() else { continue };
                 max_rev = max_rev.max(kv.mod_revision());
                 let deleted = ev.event_type() == EventType::Delete;
+                if let Some(key) = load_key_of(&self.meta_root, kv) {
+                    let value = (!deleted).then(|| kv.value().to_vec());
+                    loads.push(LoadEvent { key, value });
+                    continue;
+                }
+                if !loads.is_empty() {
+                    self.flush_loads(std::mem::take(&mut loads), &cache, &mut inputs);
+                }
                 if let Some(c) = apply_kv(&mut cache, &self.meta_root, kv, deleted, &self.metrics) {
-                    changes.push(c);
+                    debug!(message = "Source metadata changed.", change = ?c);
+                    inputs.push(change_input(c));
                 }
             }
+            if !loads.is_empty() {
+                self.flush_loads(loads, &cache, &mut inputs);
+            }
         }
-        for c in changes {
-            debug!(message = "Source metadata changed.", change = ?c);
-            self.send(change_input(c)).await?;
+        for input in inputs {
+            self.send(input).await?;
         }
         Ok(max_rev)
+    }
+
+    /// Applies load-info changes and queues the partition loads and releases they make.
+    fn flush_loads(&mut self, events: Vec<LoadEvent>, cache: &MetaCache, out: &mut Vec<Input>) {
+        let (changes, errors) = self.loads.apply_batch(events, cache);
+        for (key, e) in errors {
+            self.metrics.error("meta_decode");
+            warn!(message = "Undecodable etcd load info skipped.", key = ?key, error = %e);
+        }
+        for c in changes {
+            // QueryCoord's keys carry no timestamp: the change is stamped with the wall clock
+            // when it is seen (after the request that made it was accepted, so after every
+            // operation that completed before that request). See `load`.
+            let now = cdc_protocol::ts::from_system_time(std::time::SystemTime::now());
+            let ts = now.max(self.last_load_ts + 1);
+            self.last_load_ts = ts;
+            info!(message = "Source partition load state changed.", change = ?c);
+            out.push(load_input(c, ts));
+        }
     }
 }
 

@@ -174,7 +174,8 @@ pub fn event_key(e: &ChangeEvent) -> Key {
 }
 
 /// Expected keys from the workload's step lines, with the rows each insert/upsert writes.
-/// load/release_partitions write nothing to the message queue in Milvus 2.3.5: left out.
+/// load/release_partitions write nothing to the message queue in Milvus 2.3.5; the source
+/// derives them from QueryCoord's etcd keys (one event per call, keyed by collection).
 pub fn step_keys(text: &str) -> Vec<(Key, usize)> {
     let mut out = Vec::new();
     for line in text.lines() {
@@ -193,9 +194,8 @@ pub fn step_keys(text: &str) -> Vec<(Key, usize)> {
         };
         let key = match w[0] {
             "create_database" | "drop_database" | "create_collection" | "drop_collection"
-            | "flush" | "load_collection" | "release_collection" | "delete" | "upsert" => {
-                (w[0], w[1].to_string())
-            }
+            | "flush" | "load_collection" | "release_collection" | "delete" | "upsert"
+            | "load_partitions" | "release_partitions" => (w[0], w[1].to_string()),
             "create_partition" | "drop_partition" | "drop_index" => {
                 (w[0], format!("{} {}", w[1], w[2]))
             }
