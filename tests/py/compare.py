@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare two Milvus instances (e.g. a CDC source and its target); exit 1 with a readable diff if they differ.
 
-  $MCDC_PYTHON tests/py/compare.py SOURCE_URI TARGET_URI [--db DB ...] [--collection NAME ...] [--wait SECONDS]
+  $MCDC_PYTHON tests/py/compare.py SOURCE_URI TARGET_URI [--db DB ...] [--collection NAME ...] [--prefix P] [--wait SECONDS]
 
 Compared, per database (all databases unless --db): the database list, collections, schemas (fields, types,
 type params, primary key, partition key, dynamic field, description, shards, consistency, properties),
@@ -179,6 +179,9 @@ class Compare:
                 self.d.add(f"db {db}", "missing on target")
             dbs = sorted(want & dbs_a & dbs_b)
         else:
+            if self.args.prefix:  # only databases of this run (named with the prefix) must match
+                dbs_a = {d for d in dbs_a if d == "default" or d.startswith(self.args.prefix)}
+                dbs_b = {d for d in dbs_b if d == "default" or d.startswith(self.args.prefix)}
             if "databases" not in self.ignore:
                 for db in sorted(dbs_a - dbs_b):
                     self.d.add(f"db {db}", "exists on source only")
@@ -195,6 +198,9 @@ class Compare:
         if self.args.collection:
             ca &= set(self.args.collection)
             cb &= set(self.args.collection)
+        if self.args.prefix:
+            ca = {c for c in ca if c.startswith(self.args.prefix)}
+            cb = {c for c in cb if c.startswith(self.args.prefix)}
         for c in sorted(ca - cb):
             self.d.add(f"{db}.{c}", "collection exists on source only")
         for c in sorted(cb - ca):
@@ -386,6 +392,7 @@ def main() -> int:
     ap.add_argument("target_uri", nargs="?", default=DEFAULT_TARGET_URI)
     ap.add_argument("--db", action="append", help="only this database (repeatable)")
     ap.add_argument("--collection", action="append", help="only this collection name (repeatable)")
+    ap.add_argument("--prefix", default="", help="only collections (and databases other than default) whose name starts with this prefix")
     ap.add_argument("--ignore", type=lambda s: [x for x in s.split(",") if x], default=[],
                     help=f"comma list of aspects not to compare: {','.join(sorted(ASPECTS))}")
     ap.add_argument("--strict-autoid", action="store_true", help="count autoID differences as differences")

@@ -38,6 +38,8 @@ def main() -> int:
     ap.add_argument("--flush", action="store_true", help="flush at the end (timed separately)")
     ap.add_argument("--drop-after", action="store_true")
     ap.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    ap.add_argument("--rate", type=float, default=0,
+                    help="pace inserts to this many rows/s (0: as fast as possible), for lag measurements")
     args = ap.parse_args()
 
     from pymilvus import DataType, MilvusClient
@@ -63,6 +65,11 @@ def main() -> int:
     done = 0
     last_report = t0 = time.perf_counter()
     for batch in batches:
+        if args.rate > 0:  # steady rate: wait until this batch is due
+            due = t0 + done / args.rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
         client.insert(name, batch)
         done += len(batch)
         now = time.perf_counter()

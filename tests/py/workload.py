@@ -10,6 +10,7 @@ Scenarios:
             state: drop partition, drop index (+ re-create), drop of a scratch collection.
             Leaves the final state in place, for compare.py.
   teardown  release and drop everything ddl-dml created: partitions, indexes, collections, database cdc_db1.
+  clean     drop whatever an earlier failed run left (collections with the prefix, database db1), if anything.
   all       ddl-dml then teardown: every operation; `--keep` skips the teardown.
   dml       one more round of inserts/deletes/upserts (no DDL) into the collections ddl-dml created;
             `--round N` (N >= 1) picks fresh primary keys, so rounds can be repeated.
@@ -431,10 +432,29 @@ class Workload:
         self.step(f"drop_database {self.db1}")
         default.drop_database(self.db1)
 
+    def clean(self) -> None:
+        """Drop whatever an earlier (failed) run left: collections named with the prefix in
+        `default` and in db1, then db1. Quiet when there is nothing to drop."""
+        default = self.client("default")
+        dbs = set(default.list_databases())
+        for db in ("default", self.db1):
+            if db not in dbs:
+                continue
+            client = self.client(db)
+            for name in client.list_collections():
+                if name.startswith(self.p) or db == self.db1:
+                    self.step(f"clean: drop_collection {db}.{name}")
+                    client.drop_collection(name)
+        if self.db1 in dbs:
+            self.step(f"clean: drop_database {self.db1}")
+            default.drop_database(self.db1)
+
     def run(self) -> None:
         sc = self.args.scenario
         log(f"workload: scenario={sc} uri={self.uri} seed={self.seed} rows={self.rows} dim={self.dim} "
             f"bin_dim={self.bin_dim} prefix={self.p!r}{' keep' if self.args.keep else ''}")
+        if sc == "clean":
+            self.clean()
         if sc in ("ddl-dml", "all"):
             self.ddl_dml()
         if sc == "dml":
@@ -447,7 +467,7 @@ class Workload:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--uri", default=DEFAULT_SOURCE_URI, help="Milvus URI (default: $MCDC_SOURCE_URI or the source)")
-    ap.add_argument("--scenario", choices=["all", "ddl-dml", "dml", "teardown"], default="all")
+    ap.add_argument("--scenario", choices=["all", "ddl-dml", "dml", "teardown", "clean"], default="all")
     ap.add_argument("--keep", action="store_true", help="with 'all': skip the teardown, leave the final state")
     ap.add_argument("--round", type=int, default=1, help="dml scenario: round number (>= 1), picks fresh PKs")
     ap.add_argument("--seed", type=int, default=42)

@@ -53,7 +53,10 @@ impl Env {
             bin.display()
         );
         Some(Env {
-            python: var("MCDC_PYTHON", &repo.join(".dev/venv/bin/python").display().to_string()),
+            python: var(
+                "MCDC_PYTHON",
+                &repo.join(".dev/venv/bin/python").display().to_string(),
+            ),
             source_uri: var("MCDC_SOURCE_URI", "http://127.0.0.1:19530"),
             target_uri: var("MCDC_TARGET_URI", "http://127.0.0.1:19531"),
             standby_uri: var("MCDC_STANDBY_URI", "http://127.0.0.1:19532"),
@@ -82,15 +85,54 @@ impl Env {
 
     /// Run the workload on the source; panics with its output if it fails.
     pub fn workload(&self, prefix: &str, scenario: &str, extra: &[&str]) {
-        let mut args = vec!["--uri", &self.source_uri, "--prefix", prefix, "--scenario", scenario];
+        let db1 = format!("{prefix}db1");
+        let mut args = vec![
+            "--uri",
+            &self.source_uri,
+            "--prefix",
+            prefix,
+            "--db1",
+            &db1,
+            "--scenario",
+            scenario,
+        ];
         args.extend_from_slice(extra);
         let (ok, out) = self.py("workload.py", &args);
         assert!(ok, "workload {scenario} failed:\n{out}");
     }
 
-    /// Compare source and target restricted to `prefix`; `Err` holds the differences.
+    /// Drop what an earlier failed run with `prefix` left on the source and on `targets`
+    /// (collections named with the prefix, database `{prefix}db1`), before a test starts.
+    pub fn clean(&self, prefix: &str, targets: &[&str]) {
+        let db1 = format!("{prefix}db1");
+        for uri in std::iter::once(self.source_uri.as_str()).chain(targets.iter().copied()) {
+            let args = [
+                "--uri",
+                uri,
+                "--prefix",
+                prefix,
+                "--db1",
+                &db1,
+                "--scenario",
+                "clean",
+            ];
+            let (ok, out) = self.py("workload.py", &args);
+            assert!(ok, "cleaning {uri} failed:\n{out}");
+        }
+    }
+
+    /// Compare source and target restricted to `prefix` (collections, and the database
+    /// `{prefix}db1`); `Err` holds the differences. Never loads a collection for reading
+    /// (`--load never`): that would emit Load/Release messages the running CDC replicates.
     pub fn compare(&self, target_uri: &str, prefix: &str, extra: &[&str]) -> Result<(), String> {
-        let mut args = vec![self.source_uri.as_str(), target_uri, "--prefix", prefix];
+        let mut args = vec![
+            self.source_uri.as_str(),
+            target_uri,
+            "--prefix",
+            prefix,
+            "--load",
+            "never",
+        ];
         args.extend_from_slice(extra);
         let (ok, out) = self.py("compare.py", &args);
         if ok {
@@ -106,7 +148,10 @@ impl Env {
         loop {
             match self.compare(target_uri, prefix, extra) {
                 Ok(()) => {
-                    eprintln!("target equals source after {:.1}s", start.elapsed().as_secs_f64());
+                    eprintln!(
+                        "target equals source after {:.1}s",
+                        start.elapsed().as_secs_f64()
+                    );
                     return;
                 }
                 Err(diff) if start.elapsed() > timeout => {
@@ -181,7 +226,10 @@ impl Cdc {
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
-                    panic!("milvus-cdc exited ({st}) before {needle:?}:\n{}", self.log_text());
+                    panic!(
+                        "milvus-cdc exited ({st}) before {needle:?}:\n{}",
+                        self.log_text()
+                    );
                 }
             }
             if start.elapsed() > timeout {
@@ -219,7 +267,10 @@ impl Cdc {
         let Some(mut c) = self.child.take() else {
             return false;
         };
-        let _ = Command::new("kill").arg("-INT").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(c.id().to_string())
+            .status();
         let start = Instant::now();
         loop {
             if let Ok(Some(st)) = c.try_wait() {

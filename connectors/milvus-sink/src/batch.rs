@@ -147,6 +147,8 @@ pub(crate) struct RowsBatch {
     pub bytes: usize,
     /// Newest source timestamp of the rows.
     pub max_ts: u64,
+    /// Oldest source timestamp of the rows (the write lag metric reports the oldest row).
+    pub min_ts: u64,
     /// Primary keys (upsert batches only).
     pub keys: KeySet,
     /// Source changes merged in.
@@ -164,6 +166,8 @@ pub(crate) struct DeleteBatch {
     pub rows: usize,
     /// Newest source timestamp.
     pub max_ts: u64,
+    /// Oldest source timestamp.
+    pub min_ts: u64,
     /// Source changes merged in.
     pub events: usize,
 }
@@ -190,6 +194,7 @@ impl RowsBatch {
             rows,
             bytes,
             max_ts: ts,
+            min_ts: ts,
             keys,
             events: 1,
         }
@@ -223,6 +228,7 @@ impl RowsBatch {
         self.rows += next.rows;
         self.bytes += next.bytes;
         self.max_ts = self.max_ts.max(next.max_ts);
+        self.min_ts = self.min_ts.min(next.min_ts);
         self.keys.extend(next.keys);
         self.events += next.events;
         None
@@ -256,6 +262,7 @@ impl DeleteBatch {
         }
         self.rows += next.rows;
         self.max_ts = self.max_ts.max(next.max_ts);
+        self.min_ts = self.min_ts.min(next.min_ts);
         self.events += next.events;
     }
 }
@@ -394,6 +401,7 @@ mod tests {
             },
             rows: keys.len(),
             max_ts: 1,
+            min_ts: 1,
             events: 1,
         })
     }

@@ -194,6 +194,7 @@ impl Writer {
                 ids: d.primary_keys.clone(),
                 rows: n,
                 max_ts: ts,
+                min_ts: ts,
                 events: 1,
             })
         })
@@ -243,7 +244,7 @@ impl Writer {
                 self.sh
                     .retry(db, coll, "delete", || c.delete(db, req.clone()))
                     .await?;
-                self.record("delete", d.rows, 0, d.max_ts, d.events);
+                self.record("delete", d.rows, 0, d.min_ts, d.events);
             }
         }
         Ok(())
@@ -292,7 +293,7 @@ impl Writer {
                 .await;
             match r {
                 Ok(()) => {
-                    self.record(op, b.rows, b.bytes, b.max_ts, b.events);
+                    self.record(op, b.rows, b.bytes, b.min_ts, b.events);
                     Ok(())
                 }
                 Err(e) if too_large.load(Ordering::Relaxed) => {
@@ -355,6 +356,7 @@ impl Writer {
         }
     }
 
+    /// Count a written batch; `ts` is its oldest source timestamp (so the lag is the worst row's).
     fn record(&self, op: &str, rows: usize, bytes: usize, ts: u64, events: usize) {
         debug!(
             message = "Wrote batch to target.",
@@ -393,6 +395,7 @@ fn split_rows(b: &RowsBatch) -> Option<(RowsBatch, RowsBatch)> {
             columns,
             rows,
             max_ts: b.max_ts,
+            min_ts: b.min_ts,
             keys: KeySet::None,
             events,
         })

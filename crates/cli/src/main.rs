@@ -1,5 +1,6 @@
 //! `milvus-cdc`: the command-line entry point.
 
+mod bench;
 mod metrics_http;
 mod progress;
 
@@ -41,7 +42,11 @@ enum Command {
         /// The pipeline YAML file (see pipelines/ for examples).
         pipeline: PathBuf,
         /// Directory of the embedded state store (checkpoints). Created if missing.
-        #[arg(long, default_value = ".milvus-cdc/state", env = "MILVUS_CDC_STATE_DIR")]
+        #[arg(
+            long,
+            default_value = ".milvus-cdc/state",
+            env = "MILVUS_CDC_STATE_DIR"
+        )]
         state_dir: PathBuf,
         /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9187) at /metrics.
         #[arg(long)]
@@ -67,6 +72,20 @@ enum Command {
         /// crates/server/README.md).
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Benchmark: decode rate of the source's DML topics against their raw consume rate.
+    /// Reads every `{cluster}-rootcoord-dml_*` topic from the beginning three times (raw,
+    /// decoding every message, raw again) and prints MB/s of each and the ratio.
+    BenchDecode {
+        /// Kafka bootstrap brokers of the source Milvus.
+        #[arg(long, default_value = "127.0.0.1:19092")]
+        brokers: String,
+        /// The source's `msgChannel.chanNamePrefix.cluster`.
+        #[arg(long, default_value = "by-dev")]
+        cluster: String,
+        /// Only these topics (repeatable); default: every DML topic of the cluster.
+        #[arg(long)]
+        topic: Vec<String>,
     },
     /// Decode a base64 Milvus `MsgPosition` (as used by positions in the HTTP API).
     DecodePosition {
@@ -113,7 +132,10 @@ fn main() -> ExitCode {
         }
         None => init_logging(cli.log_level.as_deref(), cli.log_json),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -128,9 +150,27 @@ fn main() -> ExitCode {
                 metrics_addr,
                 progress_secs,
                 duration_secs,
-            } => run(pipeline, state_dir, metrics_addr, progress_secs, duration_secs).await,
+            } => {
+                run(
+                    pipeline,
+                    state_dir,
+                    metrics_addr,
+                    progress_secs,
+                    duration_secs,
+                )
+                .await
+            }
             Command::Validate { pipelines } => validate(&pipelines),
             Command::DecodePosition { position } => decode_position(&position),
+            Command::BenchDecode {
+                brokers,
+                cluster,
+                topic,
+            } => {
+                tokio::task::spawn_blocking(move || bench::bench_decode(&brokers, &cluster, &topic))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("benchmark task failed: {e}"))?
+            }
             Command::Serve { .. } => match server_config {
                 Some(c) => cdc_server::serve(c).await,
                 None => Err(anyhow::anyhow!("no server configuration")),
@@ -203,8 +243,13 @@ async fn run(
     let pipeline = cdc_pipeline::build(&spec).await?;
     let running = pipeline.spawn(store);
     let status = running.status.clone();
-    let progress = (progress_secs > 0)
-        .then(|| progress::spawn(spec.name.clone(), status, Duration::from_secs(progress_secs)));
+    let progress = (progress_secs > 0).then(|| {
+        progress::spawn(
+            spec.name.clone(),
+            status,
+            Duration::from_secs(progress_secs),
+        )
+    });
 
     let stop_reason = tokio::select! {
         _ = tokio::signal::ctrl_c() => Some("interrupted"),
@@ -217,7 +262,10 @@ async fn run(
         _ = wait_finished(&running) => None,
     };
     if let Some(reason) = stop_reason {
-        info!(message = "Stopping pipeline after a final checkpoint.", reason);
+        info!(
+            message = "Stopping pipeline after a final checkpoint.",
+            reason
+        );
         running.stop();
     }
     let result = running.join().await;

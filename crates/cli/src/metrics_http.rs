@@ -22,7 +22,10 @@ pub async fn serve(addr: &str) -> anyhow::Result<()> {
                 let (status, body) = if req.starts_with("GET /metrics") {
                     ("200 OK", cdc_engine::metrics::render())
                 } else {
-                    ("404 Not Found", "only GET /metrics is served here\n".to_string())
+                    (
+                        "404 Not Found",
+                        "only GET /metrics is served here\n".to_string(),
+                    )
                 };
                 let resp = format!(
                     "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\n\

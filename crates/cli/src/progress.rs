@@ -28,8 +28,8 @@ pub fn spawn(
             let lag = if ts == 0 {
                 "-".to_string()
             } else {
-                let ms = cdc_engine::metrics::now_ms()
-                    .saturating_sub(cdc_protocol::ts::physical_ms(ts));
+                let ms =
+                    cdc_engine::metrics::now_ms().saturating_sub(cdc_protocol::ts::physical_ms(ts));
                 format!("{:.1}s", ms as f64 / 1000.0)
             };
             eprintln!(

@@ -77,10 +77,7 @@ pub fn plan(req: &CreateRequest, cfg: &ServerConfig, task_id: &str) -> Result<Ta
             }
             (None, Some(k)) => {
                 let key = kafka_target(k)?;
-                return Err(bad(format!(
-                    "kafka_connect_param: Kafka targets ({key}) are not available in this build \
-                 yet; use milvus_connect_param"
-                )));
+                (json!({ "kafka": kafka_sink(k) }), key, None)
             }
         };
 
@@ -320,6 +317,35 @@ fn milvus_sink(m: &MilvusConnectParam) -> Result<MilvusSinkConfig, ApiError> {
     sink.validate()
         .map_err(|e| bad(format!("milvus_connect_param: {}", e.message)))?;
     Ok(sink)
+}
+
+/// The Kafka sink of a `kafka_connect_param` target: row-level JSON change events on the
+/// given topic, keyed by primary key, at-least-once (as milvus-cdc's Kafka target).
+fn kafka_sink(k: &KafkaConnectParam) -> Value {
+    let mut security = serde_json::Map::new();
+    if k.enable_sasl {
+        let protocol = if k.sasl.security_protocol.is_empty() {
+            "SASL_PLAINTEXT"
+        } else {
+            k.sasl.security_protocol.as_str()
+        };
+        let mechanism = if k.sasl.mechanisms.is_empty() {
+            "PLAIN"
+        } else {
+            k.sasl.mechanisms.as_str()
+        };
+        security.insert("protocol".into(), json!(protocol));
+        security.insert("sasl_mechanism".into(), json!(mechanism));
+        security.insert("sasl_username".into(), json!(k.sasl.username));
+        security.insert("sasl_password".into(), json!(k.sasl.password));
+    }
+    json!({
+        "brokers": k.address.trim(),
+        "topic": k.topic.trim(),
+        "format": "json",
+        "delivery": "at_least_once",
+        "security": Value::Object(security),
+    })
 }
 
 fn kafka_target(k: &KafkaConnectParam) -> Result<String, ApiError> {
