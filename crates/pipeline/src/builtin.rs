@@ -57,7 +57,9 @@ pub fn describe(ev: &ChangeEvent) -> String {
             d.num_rows,
             d.partition.as_deref().unwrap_or("*")
         ),
-        Op::Upsert { insert, .. } => format!("rows={} partition={}", insert.num_rows, insert.partition),
+        Op::Upsert { insert, .. } => {
+            format!("rows={} partition={}", insert.num_rows, insert.partition)
+        }
         Op::Ddl(_) => String::new(),
     };
     format!(
@@ -85,8 +87,9 @@ impl Sink for StdoutSink {
     async fn write(&mut self, event: Arc<ChangeEvent>) -> Result<(), EngineError> {
         let line = describe(&event);
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")
-            .map_err(|e| EngineError::new("sink stdout", cdc_engine::ErrorKind::Write, e.to_string()))?;
+        writeln!(out, "{line}").map_err(|e| {
+            EngineError::new("sink stdout", cdc_engine::ErrorKind::Write, e.to_string())
+        })?;
         if let Some(m) = &self.metrics {
             m.written(event.op.kind(), event.op.rows(), event.position.ts);
         }
@@ -94,9 +97,9 @@ impl Sink for StdoutSink {
     }
 
     async fn flush(&mut self) -> Result<(), EngineError> {
-        std::io::stdout()
-            .flush()
-            .map_err(|e| EngineError::new("sink stdout", cdc_engine::ErrorKind::Write, e.to_string()))
+        std::io::stdout().flush().map_err(|e| {
+            EngineError::new("sink stdout", cdc_engine::ErrorKind::Write, e.to_string())
+        })
     }
 }
 

@@ -11,7 +11,10 @@ use crate::builtin::{BlackholeSink, StdoutSink};
 use crate::spec::{SinkSpec, SourceSpec};
 
 /// Connect the source of a pipeline.
-pub async fn build_source(spec: &SourceSpec, pipeline: &str) -> Result<Box<dyn Source>, EngineError> {
+pub async fn build_source(
+    spec: &SourceSpec,
+    pipeline: &str,
+) -> Result<Box<dyn Source>, EngineError> {
     match spec {
         SourceSpec::Milvus(cfg) => cfg.build(pipeline).await,
     }

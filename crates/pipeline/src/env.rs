@@ -20,11 +20,7 @@ pub fn substitute(text: &str) -> Result<String, String> {
                 return Err(format!("line {}: unterminated `${{`", lineno + 1));
             };
             let name = &after[..end];
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!(
                     "line {}: `${{{name}}}` is not a valid environment variable name",
                     lineno + 1
@@ -57,7 +53,12 @@ mod tests {
         );
         assert_eq!(substitute("a: $${KEEP}").unwrap(), "a: ${KEEP}");
         let e = substitute("a: 1\nb: ${CDC_TEST_SURELY_UNSET_VAR}\n").unwrap_err();
-        assert!(e.contains("line 2") && e.contains("CDC_TEST_SURELY_UNSET_VAR"), "{e}");
-        assert!(substitute("a: ${oops").unwrap_err().contains("unterminated"));
+        assert!(
+            e.contains("line 2") && e.contains("CDC_TEST_SURELY_UNSET_VAR"),
+            "{e}"
+        );
+        assert!(substitute("a: ${oops")
+            .unwrap_err()
+            .contains("unterminated"));
     }
 }

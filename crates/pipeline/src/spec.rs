@@ -164,11 +164,10 @@ impl PipelineSpec {
             file: origin.to_string(),
             message,
         })?;
-        let spec: PipelineSpec =
-            serde_saphyr::from_str(&text).map_err(|e| SpecError::Parse {
-                file: origin.to_string(),
-                message: e.to_string(),
-            })?;
+        let spec: PipelineSpec = serde_saphyr::from_str(&text).map_err(|e| SpecError::Parse {
+            file: origin.to_string(),
+            message: e.to_string(),
+        })?;
         spec.validate(origin)?;
         Ok(spec)
     }
@@ -209,12 +208,18 @@ impl PipelineSpec {
         for (i, t) in self.transforms.iter().enumerate() {
             let r = match t {
                 TransformSpec::Filter(f) => cdc_engine::transforms::Filter::new(f).map(|_| ()),
-                TransformSpec::Rename(r) => cdc_engine::transforms::Rename::new(&r.rules).map(|_| ()),
+                TransformSpec::Rename(r) => {
+                    cdc_engine::transforms::Rename::new(&r.rules).map(|_| ())
+                }
             };
             r.map_err(|e| invalid(&format!("transforms[{i}]"), e.message))?;
         }
         for (id, s) in &self.sinks {
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err(invalid(
                     &format!("sinks.{id}"),
                     "sink ids use letters, digits, '_' and '-'".into(),
