@@ -412,6 +412,7 @@ impl Source for MilvusSource {
             cache: run.cache.clone(),
             loads,
             last_load_ts: 0,
+            held: Default::default(),
             tx,
             probes,
             metrics: self.metrics.clone(),

@@ -219,9 +219,13 @@ c.drop_collection("{name}")
     run.stop().await;
     let ours: Vec<&ChangeEvent> = events.iter().filter(|e| e.collection == name).collect();
     let kinds: Vec<&str> = ours.iter().map(|e| e.op.kind()).collect();
+    let trace: Vec<(&str, &str, u64)> = ours
+        .iter()
+        .map(|e| (e.op.kind(), &*e.position.channel, e.position.ts >> 18))
+        .collect();
     let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
-    assert_eq!(count("load_partitions"), 1, "{kinds:?}");
-    assert_eq!(count("release_partitions"), 1, "{kinds:?}");
+    assert_eq!(count("load_partitions"), 1, "{trace:?}");
+    assert_eq!(count("release_partitions"), 1, "{trace:?}");
     assert_eq!(count("release_collection"), 1, "{kinds:?}");
     assert_eq!(count("load_collection"), 0, "{kinds:?}");
     let pos = |k: &str| kinds.iter().position(|x| *x == k).unwrap();

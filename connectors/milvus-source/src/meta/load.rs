@@ -28,7 +28,17 @@
 //! that no longer exists would fail there.
 //!
 //! The initial scan fills the state without emitting (start = latest semantics: only the
-//! changes made while the source runs are replicated, also on resume).
+//! changes made while the source runs are replicated, also on resume and with `earliest`).
+//!
+//! QueryCoord's keys carry no timestamp: the watcher stamps a change with its own wall clock
+//! when it first sees it (so it assumes the source's and this host's clocks agree to well
+//! under a second), holds changes briefly to merge the partitions of one call
+//! ([`HeldLoads`]; 0.5 s of quiet, 2 s when a whole collection was released, at most 5 s),
+//! and answers no probe while it holds any, so the merger cannot release past them.
+//! Known limits: a LoadCollection issued within those 2 s after a ReleasePartitions of the
+//! last loaded partitions is still ordered correctly (timestamps), but a ReleaseCollection
+//! message written more than 2 s after QueryCoord removed the load info makes the partition
+//! release appear too (harmless on the target).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -360,6 +370,120 @@ impl LoadState {
         }
         (out, errors)
     }
+}
+
+/// Load changes held until the source's load state settles.
+///
+/// Milvus 2.3.5 writes the partitions of one LoadPartitions call in separate revisions (a
+/// few hundred milliseconds apart under load), and the ReleaseCollection message of a release
+/// reaches the replicate channel only after QueryCoord removed the load info: holding changes
+/// until no new one came for a moment gives one event per call, stamped after that message.
+/// A change is merged into the collection's last held change when both are of the same kind
+/// (loads, partial releases, whole releases); otherwise it follows it, so the sequence of
+/// calls is kept.
+#[derive(Debug, Default)]
+pub struct HeldLoads {
+    /// Changes and the hybrid timestamp (wall clock) they were first seen at.
+    changes: Vec<(LoadChange, u64)>,
+    first: Option<std::time::Instant>,
+    last: Option<std::time::Instant>,
+}
+
+/// The collection of a change.
+pub fn collection_of(c: &LoadChange) -> i64 {
+    match c {
+        LoadChange::Loaded { collection_id, .. } | LoadChange::Released { collection_id, .. } => {
+            *collection_id
+        }
+    }
+}
+
+impl HeldLoads {
+    /// Nothing held.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Whether a release of a whole collection is held.
+    pub fn has_whole_release(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|(c, _)| matches!(c, LoadChange::Released { whole: true, .. }))
+    }
+
+    /// Adds a change, seen at `now` (hybrid timestamp `now_ts`).
+    pub fn add(&mut self, change: LoadChange, now: std::time::Instant, now_ts: u64) {
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        let id = collection_of(&change);
+        let last = self
+            .changes
+            .iter_mut()
+            .rev()
+            .find(|(c, _)| collection_of(c) == id)
+            .map(|(c, _)| c);
+        let merged = match (last, change) {
+            (
+                Some(LoadChange::Loaded {
+                    partitions,
+                    replica_number,
+                    ..
+                }),
+                LoadChange::Loaded {
+                    partitions: more,
+                    replica_number: r,
+                    ..
+                },
+            ) => {
+                *replica_number = (*replica_number).max(r);
+                merge(partitions, more);
+                None
+            }
+            (
+                Some(LoadChange::Released {
+                    partitions, whole, ..
+                }),
+                LoadChange::Released {
+                    partitions: more,
+                    whole: w,
+                    ..
+                },
+            ) if *whole == w => {
+                merge(partitions, more);
+                None
+            }
+            (_, change) => Some(change),
+        };
+        if let Some(c) = merged {
+            self.changes.push((c, now_ts));
+        }
+    }
+
+    /// When the held changes are due: `quiet` after the last one, at most `max` after the
+    /// first.
+    pub fn due(
+        &self,
+        quiet: std::time::Duration,
+        max: std::time::Duration,
+    ) -> Option<std::time::Instant> {
+        Some((self.last? + quiet).min(self.first? + max))
+    }
+
+    /// Takes the held changes, in order, with the timestamp each was first seen at.
+    pub fn take(&mut self) -> Vec<(LoadChange, u64)> {
+        self.first = None;
+        self.last = None;
+        std::mem::take(&mut self.changes)
+    }
+}
+
+fn merge(into: &mut Vec<(i64, String)>, more: Vec<(i64, String)>) {
+    for p in more {
+        if !into.iter().any(|q| q.0 == p.0) {
+            into.push(p);
+        }
+    }
+    into.sort();
 }
 
 #[cfg(test)]

@@ -21,10 +21,19 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::cache::{MetaCache, MetaChange};
-use super::load::{self, LoadChange, LoadEvent, LoadState};
+use super::load::{self, HeldLoads, LoadChange, LoadEvent, LoadState};
 use crate::config::{EtcdConfig, COMPONENT};
 use crate::decode::Payload;
 use crate::input::Input;
+
+/// Load changes are held until none came for this long (see [`HeldLoads`]) ...
+const LOAD_QUIET: Duration = Duration::from_millis(500);
+/// ... or this long when a whole collection's load info went away, so that the
+/// ReleaseCollection message that may have caused it (written to the replicate channel after
+/// QueryCoord answered) is read first and the release is not emitted twice ...
+const LOAD_QUIET_WHOLE: Duration = Duration::from_secs(2);
+/// ... but at most this long.
+const LOAD_MAX_HOLD: Duration = Duration::from_secs(5);
 
 fn connect_err(what: String) -> EngineError {
     EngineError::new(COMPONENT, ErrorKind::Connect, what).retriable()
@@ -231,6 +240,8 @@ pub(crate) struct WatchTask {
     pub loads: LoadState,
     /// Timestamp of the last load change sent (they get increasing wall-clock timestamps).
     pub last_load_ts: u64,
+    /// Load changes waiting for the load state to settle.
+    pub held: HeldLoads,
     /// To the source.
     pub tx: mpsc::Sender<Input>,
     /// Probe requests.
@@ -264,7 +275,15 @@ impl WatchTask {
         let mut seen_revision = self.from_revision - 1;
         loop {
             let retry = tokio::time::sleep(Duration::from_millis(100));
+            let quiet = if self.held.has_whole_release() {
+                LOAD_QUIET_WHOLE
+            } else {
+                LOAD_QUIET
+            };
+            let due = self.held.due(quiet, LOAD_MAX_HOLD);
+            let settle = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into());
             tokio::select! {
+                _ = settle, if due.is_some() => self.send_held().await?,
                 msg = stream.message() => {
                     let resp = msg
                         .map_err(|e| connect_err(format!("the watch of {p} on the source etcd failed: {e}")))?
@@ -299,7 +318,8 @@ impl WatchTask {
             }
             let mut i = 0;
             while i < waiting.len() {
-                if waiting[i].1 <= seen_revision {
+                // Held load changes are not delivered yet.
+                if waiting[i].1 <= seen_revision && self.held.is_empty() {
                     let (round, _) = waiting.remove(i);
                     self.send(Input::ProbeOk { round }).await?;
                 } else {
@@ -345,7 +365,7 @@ impl WatchTask {
                     continue;
                 }
                 if !loads.is_empty() {
-                    self.flush_loads(std::mem::take(&mut loads), &cache, &mut inputs);
+                    self.flush_loads(std::mem::take(&mut loads), &cache);
                 }
                 if let Some(c) = apply_kv(&mut cache, &self.meta_root, kv, deleted, &self.metrics) {
                     debug!(message = "Source metadata changed.", change = ?c);
@@ -353,7 +373,7 @@ impl WatchTask {
                 }
             }
             if !loads.is_empty() {
-                self.flush_loads(loads, &cache, &mut inputs);
+                self.flush_loads(loads, &cache);
             }
         }
         for input in inputs {
@@ -362,23 +382,34 @@ impl WatchTask {
         Ok(max_rev)
     }
 
-    /// Applies load-info changes and queues the partition loads and releases they make.
-    fn flush_loads(&mut self, events: Vec<LoadEvent>, cache: &MetaCache, out: &mut Vec<Input>) {
+    /// Applies load-info changes and holds the partition loads and releases they make.
+    fn flush_loads(&mut self, events: Vec<LoadEvent>, cache: &MetaCache) {
         let (changes, errors) = self.loads.apply_batch(events, cache);
         for (key, e) in errors {
             self.metrics.error("meta_decode");
             warn!(message = "Undecodable etcd load info skipped.", key = ?key, error = %e);
         }
+        let now = Instant::now();
+        // QueryCoord's keys carry no timestamp: a change is stamped with the wall clock when
+        // it is first seen (after the request that made it was accepted, so after every
+        // operation that completed before that request, and before any operation started
+        // after that request returned). See `load`.
+        let now_ts = cdc_protocol::ts::from_system_time(std::time::SystemTime::now());
         for c in changes {
-            // QueryCoord's keys carry no timestamp: the change is stamped with the wall clock
-            // when it is seen (after the request that made it was accepted, so after every
-            // operation that completed before that request). See `load`.
-            let now = cdc_protocol::ts::from_system_time(std::time::SystemTime::now());
-            let ts = now.max(self.last_load_ts + 1);
+            debug!(message = "Source partition load state changed.", change = ?c);
+            self.held.add(c, now, now_ts);
+        }
+    }
+
+    /// Sends the held load changes.
+    async fn send_held(&mut self) -> Result<(), EngineError> {
+        for (c, seen_ts) in self.held.take() {
+            let ts = seen_ts.max(self.last_load_ts + 1);
             self.last_load_ts = ts;
             info!(message = "Source partition load state changed.", change = ?c);
-            out.push(load_input(c, ts));
+            self.send(load_input(c, ts)).await?;
         }
+        Ok(())
     }
 }
 

@@ -319,3 +319,41 @@ fn undecodable_values_are_reported_and_skipped() {
     assert!(out.is_empty());
     assert_eq!(errs.len(), 1);
 }
+
+#[test]
+fn held_changes_merge_per_collection() {
+    use std::time::{Duration, Instant};
+    let t = Instant::now();
+    let mut h = HeldLoads::default();
+    assert!(h.is_empty());
+    assert_eq!(
+        h.due(Duration::from_millis(5), Duration::from_millis(50)),
+        None
+    );
+    h.add(loaded(&[(12, "p1")]), t, 1);
+    h.add(loaded(&[(13, "p2")]), t + Duration::from_millis(10), 2);
+    assert_eq!(
+        h.due(Duration::from_millis(5), Duration::from_millis(50)),
+        Some(t + Duration::from_millis(15))
+    );
+    assert_eq!(
+        h.due(Duration::from_millis(100), Duration::from_millis(50)),
+        Some(t + Duration::from_millis(50))
+    );
+    assert_eq!(h.take(), vec![(loaded(&[(12, "p1"), (13, "p2")]), 1)]);
+    assert!(h.is_empty());
+    // Kinds alternate: the sequence of calls is kept.
+    h.add(loaded(&[(12, "p1")]), t, 1);
+    h.add(loaded(&[(13, "p2")]), t, 4);
+    h.add(released(&[(13, "p2")], false), t, 5);
+    h.add(released(&[(12, "p1")], true), t, 6);
+    assert!(h.has_whole_release());
+    assert_eq!(
+        h.take(),
+        vec![
+            (loaded(&[(12, "p1"), (13, "p2")]), 1),
+            (released(&[(13, "p2")], false), 5),
+            (released(&[(12, "p1")], true), 6),
+        ]
+    );
+}
