@@ -434,6 +434,14 @@ impl<T> Merger<T> {
     /// The engine received the change read at `offset` (or it produced none).
     pub fn delivered(&mut self, ch: usize, offset: &Offset) {
         if let Some(c) = self.channels.get_mut(ch) {
+            if c.kind == ChannelKind::Meta {
+                // Meta changes are released in (timestamp, id) order, which is their offset
+                // order: the last delivered one is the channel's position.
+                if c.done.as_ref().is_none_or(|d| offset > d) {
+                    c.done = Some(offset.clone());
+                }
+                return;
+            }
             if let Some(m) = c.marks.get_mut(offset) {
                 *m = true;
             }
@@ -441,12 +449,12 @@ impl<T> Merger<T> {
         }
     }
 
-    /// Per checkpointed channel (DML and replicate), the offset up to which every message has
-    /// been consumed or delivered.
+    /// Per channel, the offset up to which every message has been consumed or delivered:
+    /// DML and replicate channels, and the etcd pseudo-channel (its last delivered change, so
+    /// a restart does not repeat partition changes a sink already committed).
     pub fn offsets(&self) -> Offsets {
         self.channels
             .iter()
-            .filter(|c| c.kind != ChannelKind::Meta)
             .filter_map(|c| c.done.clone().map(|o| (c.name.to_string(), o)))
             .collect()
     }

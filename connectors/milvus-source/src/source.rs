@@ -110,8 +110,8 @@ impl MilvusSource {
     }
 
     /// Name of the pseudo-channel of etcd partition changes: CreatePartition, and the
-    /// LoadPartitions / ReleasePartitions derived from QueryCoord's load info (not
-    /// checkpointed).
+    /// LoadPartitions / ReleasePartitions derived from QueryCoord's load info. Checkpointed
+    /// as the offset of the last delivered change.
     pub fn meta_channel_name(&self) -> String {
         format!("etcd:{}", self.cfg.meta_root())
     }
@@ -381,8 +381,23 @@ impl Source for MilvusSource {
             }
         }
         let replay_partitions = !resume.is_empty() || cfg.start == StartFrom::Earliest;
+        // Partition creations are replayed from etcd on resume, except those at or before
+        // the committed position of the etcd pseudo-channel (already written by every sink).
+        let meta_done = resume.get(&meta_channel);
         let partitions = if replay_partitions {
-            cache.user_partitions()
+            cache
+                .user_partitions()
+                .into_iter()
+                .filter(|c| match (c, meta_done) {
+                    (
+                        MetaChange::PartitionCreated {
+                            partition_id, ts, ..
+                        },
+                        Some(done),
+                    ) => watcher::partition_offset(*ts, *partition_id) > *done,
+                    _ => true,
+                })
+                .collect()
         } else {
             Vec::new()
         };

@@ -47,6 +47,8 @@ pub fn committed(store: &dyn StateStore, pipeline: &str) -> Result<Offsets, cdc_
 pub fn response(offsets: &Offsets, replicate_channel: Option<&str>) -> PositionsResponse {
     let positions: Vec<Position> = offsets
         .iter()
+        // The etcd pseudo-channel of partition changes is ours, not a Milvus MQ position.
+        .filter(|(channel, _)| !channel.starts_with("etcd:"))
         .map(|(channel, offset)| {
             let msg_id: Vec<u8> = match <[u8; 8]>::try_from(offset.as_slice()) {
                 Ok(be) => cdc_protocol::position::kafka_msg_id(i64::from_be_bytes(be)).to_vec(),

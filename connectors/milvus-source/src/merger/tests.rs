@@ -286,9 +286,10 @@ fn without_any_active_dml_channel_probes_alone_order_the_changes() {
     assert_eq!(f.m.watermark(f.at(1)), u64::MAX);
     f.round(2);
     assert_eq!(f.drain(), ["create_partition", "create_database"]);
-    // The meta channel is never checkpointed.
-    assert_eq!(f.m.offsets().len(), 1);
+    // The meta channel is checkpointed at its last delivered change.
+    assert_eq!(f.m.offsets().len(), 2);
     assert_eq!(f.m.offsets().get("replicate"), Some(&off(0)));
+    assert_eq!(f.m.offsets().get("etcd"), Some(&off(9)));
 }
 
 #[test]
