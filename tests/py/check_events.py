@@ -51,7 +51,7 @@ def main() -> int:
     ap.add_argument("--name", default="stream", help="what the state came from, for messages")
     ap.add_argument("--float-tol", type=float, default=1e-6)
     ap.add_argument("--batch", type=int, default=16384)
-    ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--timeout", type=float, default=180)
     ap.add_argument("--max-row-diffs", type=int, default=10)
     args = ap.parse_args()
     with open(args.state) as f:

@@ -401,8 +401,9 @@ class Workload:
         if rnd < 1:
             raise SystemExit("--round must be >= 1 for the dml scenario")
         n = self.rows
+        s = max(n, 100)  # PK ranges of a round must not overlap, whatever --rows is
         self.insert("int64", self.rows_int64(rnd, 0, self.pks(rnd, 0, n)))
-        self.insert("int64", self.rows_int64(rnd, 1, self.pks(rnd, 100, n)), partition="p1")
+        self.insert("int64", self.rows_int64(rnd, 1, self.pks(rnd, s, n)), partition="p1")
         self.insert("varchar", self.rows_varchar(rnd, 0, [f"r{rnd}_{i:04d}" for i in range(n)]))
         self.insert("autoid", self.rows_autoid(rnd, 0, n))
         self.insert("items", self.rows_items(rnd, 0, self.pks(rnd, 0, n)), partition="pb")
@@ -411,7 +412,7 @@ class Workload:
         self.delete("int64", f"id in [{k[0]}]")
         self.delete("varchar", f'id in ["r{rnd}_0000"]')
         self.delete("items", f"id in [{k[1]}]")
-        self.upsert("int64", self.rows_int64(rnd, 10, [k[1], self.pks(rnd, 50, 1)[0]]))
+        self.upsert("int64", self.rows_int64(rnd, 10, [k[1], self.pks(rnd, 2 * s, 1)[0]]))
         self.upsert("pkey", self.rows_pkey(rnd, 10, [k[2]]))
         for key in ("int64", "varchar", "autoid", "items", "pkey"):
             self.flush(key)
