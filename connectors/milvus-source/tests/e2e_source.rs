@@ -49,9 +49,19 @@ async fn workload_operations_appear_once_in_source_order() {
     let mut events = Vec::new();
     let is_mine = mine(&prefix, &db);
     let db2 = db.clone();
-    run.collect_until(&mut events, Duration::from_secs(60), move |evs| {
-        evs.iter()
-            .any(|e| e.database == db2 && e.op.kind() == "drop_database")
+    let prefix2 = prefix.clone();
+    // Every drop of the workload: DropDatabase of its database can come before the
+    // DropCollection of a collection in `default` (different channels), so wait for both.
+    let drops = want.iter().filter(|k| k.0 .0 == "drop_collection").count();
+    run.collect_until(&mut events, Duration::from_secs(90), move |evs| {
+        let dropped = evs
+            .iter()
+            .filter(|e| e.collection.starts_with(&prefix2) && e.op.kind() == "drop_collection")
+            .count();
+        dropped >= drops
+            && evs
+                .iter()
+                .any(|e| e.database == db2 && e.op.kind() == "drop_database")
     })
     .await;
     let src = run.stop().await;
