@@ -271,17 +271,6 @@ fn milvus_cdc_validation_rules() {
                 r.milvus_connect_param = None;
                 r.kafka_connect_param = Some(KafkaConnectParam {
                     address: "k:1".into(),
-                    topic: "t".into(),
-                    ..Default::default()
-                });
-            }),
-            "not available",
-        ),
-        (
-            Box::new(|r| {
-                r.milvus_connect_param = None;
-                r.kafka_connect_param = Some(KafkaConnectParam {
-                    address: "k:1".into(),
                     ..Default::default()
                 });
             }),
@@ -320,4 +309,29 @@ fn excludes_are_added_to_the_filter() {
     let spec = parse_spec(&p.spec, "t1").unwrap();
     let cov = coverage_of(&spec);
     assert_eq!(cov.exclude, vec!["default.a".to_string()]);
+}
+
+#[test]
+fn kafka_target_becomes_a_kafka_sink() {
+    let mut r = base();
+    r.milvus_connect_param = None;
+    r.kafka_connect_param = Some(KafkaConnectParam {
+        address: " k:1 ".into(),
+        topic: "changes".into(),
+        enable_sasl: true,
+        sasl: crate::request::KafkaSasl {
+            username: "u".into(),
+            password: "p".into(),
+            ..Default::default()
+        },
+    });
+    let p = plan(&r, &cfg(), "t1").expect("a Kafka target is accepted");
+    let k = &p.spec["sinks"]["target"]["kafka"];
+    assert_eq!(k["brokers"], "k:1");
+    assert_eq!(k["topic"], "changes");
+    assert_eq!(k["delivery"], "at_least_once");
+    assert_eq!(k["security"]["protocol"], "SASL_PLAINTEXT");
+    assert_eq!(k["security"]["sasl_mechanism"], "PLAIN");
+    assert_eq!(k["security"]["sasl_username"], "u");
+    assert!(p.target.is_none());
 }
