@@ -48,18 +48,7 @@ fn kill_minus_nine_mid_stream_then_restart_leaves_target_exact() {
     let yaml = pipeline(&env, "e2e-kill", prefix, &env.target_uri, "insert");
     let mut cdc = Cdc::start(&env, dir.path(), &yaml);
     env.workload(prefix, "ddl-dml", &[]);
-    let writer = {
-        let env = env.clone();
-        std::thread::spawn(move || {
-            for round in 1..=6 {
-                env.workload(
-                    prefix,
-                    "dml",
-                    &["--round", &round.to_string(), "--rows", "200"],
-                );
-            }
-        })
-    };
+    let writer = env.dml_in_background(prefix, 6, 200);
     std::thread::sleep(Duration::from_secs(4));
     cdc.kill9();
     std::thread::sleep(Duration::from_secs(2));

@@ -52,18 +52,7 @@ fn fan_out_to_kafka_files_and_milvus_exactly_once_across_kill_minus_nine() {
     );
     let mut cdc = Cdc::start(&env, dir.path(), &yaml);
     env.workload(prefix, "ddl-dml", &[]);
-    let writer = {
-        let env = env.clone();
-        std::thread::spawn(move || {
-            for round in 1..=4 {
-                env.workload(
-                    prefix,
-                    "dml",
-                    &["--round", &round.to_string(), "--rows", "200"],
-                );
-            }
-        })
-    };
+    let writer = env.dml_in_background(prefix, 4, 200);
     std::thread::sleep(Duration::from_secs(4));
     cdc.kill9();
     std::thread::sleep(Duration::from_secs(1));

@@ -101,6 +101,26 @@ impl Env {
         assert!(ok, "workload {scenario} failed:\n{out}");
     }
 
+    /// Run `rounds` rounds of the workload's `dml` scenario (`rows` rows per batch) on the
+    /// source in a background thread, so a test can crash the CDC meanwhile.
+    pub fn dml_in_background(
+        &self,
+        prefix: &'static str,
+        rounds: u32,
+        rows: u32,
+    ) -> std::thread::JoinHandle<()> {
+        let env = self.clone();
+        std::thread::spawn(move || {
+            for round in 1..=rounds {
+                env.workload(
+                    prefix,
+                    "dml",
+                    &["--round", &round.to_string(), "--rows", &rows.to_string()],
+                );
+            }
+        })
+    }
+
     /// Drop what an earlier failed run with `prefix` left on the source and on `targets`
     /// (collections named with the prefix, database `{prefix}db1`), before a test starts.
     pub fn clean(&self, prefix: &str, targets: &[&str]) {
