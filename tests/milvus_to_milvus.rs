@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use cdc_e2e::{Cdc, Env};
 
-/// A pipeline replicating only the collections and database of one test (by name prefix).
-fn pipeline(env: &Env, name: &str, prefix: &str, target_uri: &str, write: &str) -> String {
+/// A pipeline replicating only the collections and database of one test (by name prefix);
+/// `opts` is one line of Milvus sink settings (`write: upsert`, `mode: replicate`).
+fn pipeline(env: &Env, name: &str, prefix: &str, target_uri: &str, opts: &str) -> String {
     format!(
         "name: {name}\n{source}transforms:\n  - filter:\n      include: [\"default.{prefix}*\", \"{prefix}db1.*\"]\n\
-         sinks:\n  target:\n    milvus:\n      uri: {target_uri}\n      write: {write}\n\
+         sinks:\n  target:\n    milvus:\n      uri: {target_uri}\n      {opts}\n\
          checkpoint:\n  interval_ms: 500\n",
         source = env.source_yaml()
     )
@@ -26,13 +27,46 @@ fn every_operation_replicates_to_the_target() {
     let _cdc = Cdc::start(
         &env,
         dir.path(),
-        &pipeline(&env, "e2e-all", prefix, &env.target_uri, "upsert"),
+        &pipeline(&env, "e2e-all", prefix, &env.target_uri, "write: upsert"),
     );
     env.workload(prefix, "ddl-dml", &[]);
     env.wait_equal(&env.target_uri, prefix, &[], Duration::from_secs(120));
     // Drops (partitions, indexes, collections, the database) replicate too.
     env.workload(prefix, "teardown", &[]);
     env.wait_equal(&env.target_uri, prefix, &[], Duration::from_secs(120));
+}
+
+/// `mode: replicate` into the standby Milvus (`common.ttMsgEnabled: false`): DML forwarded
+/// with ReplicateMessage, DDL through the RPCs.
+#[test]
+fn every_operation_replicates_to_a_standby_in_replicate_mode() {
+    let Some(env) = Env::get("every_operation_replicates_to_a_standby_in_replicate_mode") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A standby refuses ordinary drops (its root coordinator retries their broadcast forever),
+    // so leftovers of an earlier run cannot be cleaned there: each run uses fresh names.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let prefix = &format!("e2erepl{}_", secs % 100_000);
+    env.clean(prefix, &[]);
+    let _cdc = Cdc::start(
+        &env,
+        dir.path(),
+        &pipeline(
+            &env,
+            "e2e-repl",
+            prefix,
+            &env.standby_uri,
+            "mode: replicate",
+        ),
+    );
+    env.workload(prefix, "ddl-dml", &[]);
+    env.wait_equal(&env.standby_uri, prefix, &[], Duration::from_secs(180));
+    env.workload(prefix, "teardown", &[]);
+    env.wait_equal(&env.standby_uri, prefix, &[], Duration::from_secs(120));
 }
 
 #[test]
@@ -45,7 +79,7 @@ fn kill_minus_nine_mid_stream_then_restart_leaves_target_exact() {
     env.clean(prefix, &[&env.target_uri]);
     // `insert` mode is the one where a replay could duplicate rows: the sink must upsert
     // whatever a previous run may already have written.
-    let yaml = pipeline(&env, "e2e-kill", prefix, &env.target_uri, "insert");
+    let yaml = pipeline(&env, "e2e-kill", prefix, &env.target_uri, "write: insert");
     let mut cdc = Cdc::start(&env, dir.path(), &yaml);
     env.workload(prefix, "ddl-dml", &[]);
     let writer = env.dml_in_background(prefix, 6, 200);
@@ -70,7 +104,7 @@ fn target_down_for_a_while_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = "e2edown_";
     env.clean(prefix, &[&env.target_uri]);
-    let yaml = pipeline(&env, "e2e-down", prefix, &env.target_uri, "upsert");
+    let yaml = pipeline(&env, "e2e-down", prefix, &env.target_uri, "write: upsert");
     let mut cdc = Cdc::start(&env, dir.path(), &yaml);
     env.workload(prefix, "ddl-dml", &[]);
     env.wait_equal(&env.target_uri, prefix, &[], Duration::from_secs(120));
@@ -107,7 +141,7 @@ fn milvus_lite_is_a_target_too() {
     let _cdc = Cdc::start(
         &env,
         dir.path(),
-        &pipeline(&env, "e2e-lite", prefix, &env.lite_uri, "upsert"),
+        &pipeline(&env, "e2e-lite", prefix, &env.lite_uri, "write: upsert"),
     );
     env.workload(prefix, "ddl-dml", &[]);
     // milvus-lite has no partition-level load state; compare.py knows what lite cannot show.

@@ -231,6 +231,27 @@ impl TargetClient {
         Ok(r)
     }
 
+    /// Load state of a collection (`common.LoadState`: 0 not exist, 1 not loaded, 2 loading,
+    /// 3 loaded).
+    pub(crate) async fn load_state(&self, db: &str, collection: &str) -> Result<i32, Failure> {
+        let req = GetLoadStateRequest {
+            db_name: db.to_string(),
+            collection_name: collection.to_string(),
+            ..Default::default()
+        };
+        let r = self
+            .svc()
+            .get_load_state(self.req(db, req))
+            .await
+            .map_err(|e| Failure::grpc(&e))?
+            .into_inner();
+        match check_status(r.status.as_ref()) {
+            Ok(()) => Ok(r.state),
+            Err(f) if is_not_found(&f) => Ok(0),
+            Err(f) => Err(f),
+        }
+    }
+
     /// Index descriptions of a collection (empty when it has none).
     pub(crate) async fn describe_index(
         &self,

@@ -156,6 +156,11 @@ pub struct ReplicateConfig {
     /// target cannot make progress, e.g. finish loading, without them).
     #[serde(default = "default_time_tick_interval_ms")]
     pub time_tick_interval_ms: u64,
+    /// After a load call, DML of that collection waits until the standby reports it loaded,
+    /// for at most this many seconds (Milvus 2.3.5 standbys intermittently lose deletes that
+    /// arrive while a collection is loading). 0 disables the wait.
+    #[serde(default = "default_load_wait_secs")]
+    pub load_wait_secs: u64,
 }
 
 fn default_connect_timeout_secs() -> u64 {
@@ -191,6 +196,9 @@ fn default_max_backoff_ms() -> u64 {
 fn default_time_tick_interval_ms() -> u64 {
     500
 }
+fn default_load_wait_secs() -> u64 {
+    600
+}
 
 impl Default for BatchConfig {
     fn default() -> Self {
@@ -216,6 +224,7 @@ impl Default for ReplicateConfig {
     fn default() -> Self {
         Self {
             time_tick_interval_ms: default_time_tick_interval_ms(),
+            load_wait_secs: default_load_wait_secs(),
         }
     }
 }

@@ -14,11 +14,12 @@
 //!
 //! Changes are applied one at a time, in order (no per-shard parallelism in this mode).
 //!
-//! Known problem (Milvus 2.3.5 standby): deletes that reach a collection before it finished
-//! loading are intermittently missing once it is loaded; deletes after loading apply. See the
-//! ignored test `replicate_mode_dml_before_the_standby_loaded`.
+//! - After a load call, DML of that collection waits until the standby reports it loaded
+//!   (time ticks keep flowing meanwhile; at most `replicate.load_wait_secs`): a Milvus 2.3.5
+//!   standby intermittently loses deletes that reach a collection while it is loading
+//!   (test `replicate_mode_dml_right_after_a_load_call`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -169,6 +170,8 @@ pub struct ReplicateSink {
     cache: MetaCache,
     partitions: HashMap<(String, String), HashMap<String, i64>>,
     chans: Arc<Channels>,
+    /// Collections (database, name) with a load call whose completion DML must wait for.
+    loading: HashSet<(String, String)>,
     ticker: Option<JoinHandle<()>>,
     metrics: ComponentMetrics,
 }
@@ -181,6 +184,7 @@ impl ReplicateSink {
             cache: MetaCache::default(),
             partitions: HashMap::new(),
             chans: Arc::default(),
+            loading: HashSet::new(),
             ticker: None,
             metrics,
         }
@@ -224,6 +228,57 @@ impl ReplicateSink {
             })
             .await?;
         Ok(d.map(|d| d.created_timestamp).unwrap_or(0))
+    }
+
+    /// Wait until the standby finished loading a collection this sink asked it to load (see
+    /// the module doc). The ticker keeps sending time ticks, which the loading needs.
+    async fn wait_loaded(&mut self, db: &str, coll: &str) -> Result<(), EngineError> {
+        let key = (db.to_string(), coll.to_string());
+        if !self.loading.contains(&key) {
+            return Ok(());
+        }
+        let limit = Duration::from_secs(self.sh.cfg.replicate.load_wait_secs);
+        let start = std::time::Instant::now();
+        let mut logged = false;
+        loop {
+            let c = &self.sh.client;
+            let state = self
+                .sh
+                .retry(db, coll, "get_load_state", || c.load_state(db, coll))
+                .await?;
+            // 2 = loading; anything else (loaded, released, gone) ends the wait.
+            if state != 2 {
+                if logged {
+                    info!(
+                        message = "Standby finished loading; forwarding DML again.",
+                        database = %db,
+                        collection = %coll,
+                        waited_ms = start.elapsed().as_millis() as u64
+                    );
+                }
+                break;
+            }
+            if start.elapsed() >= limit {
+                warn!(
+                    message = "Standby still loading after replicate.load_wait_secs; forwarding DML anyway (deletes may be lost on Milvus 2.3.5).",
+                    database = %db,
+                    collection = %coll,
+                    waited_secs = limit.as_secs()
+                );
+                break;
+            }
+            if !logged {
+                info!(
+                    message = "Waiting for the standby to finish loading before forwarding DML.",
+                    database = %db,
+                    collection = %coll
+                );
+                logged = true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        self.loading.remove(&key);
+        Ok(())
     }
 
     /// Target partition ID of `name` (refreshed from the target when unknown).
@@ -311,6 +366,7 @@ impl ReplicateSink {
     ) -> Result<(), EngineError> {
         let info = self.info(ev).await?;
         let (db, coll) = (ev.database.as_str(), ev.collection.as_str());
+        self.wait_loaded(db, coll).await?;
         let shard = insert
             .map(|b| b.shard.as_str())
             .or(delete.map(|d| d.shard.as_str()))
@@ -544,6 +600,21 @@ impl Sink for ReplicateSink {
                     _ => None,
                 };
                 ddl::apply(&self.sh, &mut self.cache, &event, d, base).await?;
+                let key = (event.database.clone(), event.collection.clone());
+                match d {
+                    cdc_engine::Ddl::LoadCollection(_) | cdc_engine::Ddl::LoadPartitions(_)
+                        if self.sh.cfg.replicate.load_wait_secs > 0 =>
+                    {
+                        self.loading.insert(key);
+                    }
+                    cdc_engine::Ddl::ReleaseCollection | cdc_engine::Ddl::DropCollection => {
+                        self.loading.remove(&key);
+                    }
+                    cdc_engine::Ddl::DropDatabase => {
+                        self.loading.retain(|(db, _)| *db != event.database);
+                    }
+                    _ => {}
+                }
                 if matches!(
                     d,
                     cdc_engine::Ddl::DropCollection | cdc_engine::Ddl::DropDatabase

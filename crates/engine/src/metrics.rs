@@ -39,6 +39,7 @@ struct Families {
     events_in: IntCounterVec,
     events_out: IntCounterVec,
     rows: IntCounterVec,
+    writes: IntCounterVec,
     bytes: IntCounterVec,
     errors: IntCounterVec,
     checkpoint_seconds: HistogramVec,
@@ -81,6 +82,11 @@ fn families() -> &'static Families {
             rows: counter(
                 "milvus_cdc_component_rows_total",
                 "Rows written by a sink, by operation.",
+                &["pipeline", "component", "op"],
+            ),
+            writes: counter(
+                "milvus_cdc_component_writes_total",
+                "Write requests or DDL calls a sink completed, by operation.",
                 &["pipeline", "component", "op"],
             ),
             bytes: counter(
@@ -198,10 +204,10 @@ impl ComponentMetrics {
     /// Record a successful write of `rows` rows of operation `op` whose newest source hybrid
     /// timestamp is `ts` (0 when unknown).
     pub fn written(&self, op: &str, rows: usize, ts: u64) {
-        families()
-            .rows
-            .with_label_values(&[&self.pipeline, &self.component, op])
-            .inc_by(rows as u64);
+        let f = families();
+        let labels = [self.pipeline.as_str(), self.component.as_str(), op];
+        f.rows.with_label_values(&labels).inc_by(rows as u64);
+        f.writes.with_label_values(&labels).inc();
         if rows > 0 {
             self.batch_rows.observe(rows as f64);
         }
