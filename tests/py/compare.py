@@ -20,8 +20,11 @@ emits Load/Release messages that the CDC replicates: use --load never (skip rows
 while a CDC is running, or compare after stopping it. Load state is always recorded before any loading.
 
 --ignore takes a comma list of aspects not to compare: databases, shards, consistency, description,
-properties, partitions, indexes, load, rows, autoid (the lite target, for instance, reports 1 shard and
-cannot load partitions: --ignore shards,load).
+properties, partitions, indexes, load, rows, autoid, array_length (max_length of ARRAY fields),
+key_partitions (the internal partitions of partition-key collections). milvus-lite, for instance, reports
+1 shard, cannot load partitions, drops descriptions and ARRAY max_length, names partition-key partitions
+its own way and implements few index types:
+--ignore shards,load,consistency,description,array_length,key_partitions,indexes.
 
 Exit status: 0 equal, 1 different, 2 error.
 """
@@ -40,7 +43,7 @@ from mcdc_common import DEFAULT_SOURCE_URI, DEFAULT_TARGET_URI, connect
 
 INDEX_RUNTIME_KEYS = {"total_rows", "indexed_rows", "pending_index_rows", "state", "index_state_fail_reason"}
 ASPECTS = {"databases", "shards", "consistency", "description", "properties", "partitions", "indexes", "load",
-           "rows", "autoid"}
+           "rows", "autoid", "array_length", "key_partitions"}
 
 
 class Diff:
@@ -201,6 +204,8 @@ class Compare:
         if self.args.prefix:
             ca = {c for c in ca if c.startswith(self.args.prefix)}
             cb = {c for c in cb if c.startswith(self.args.prefix)}
+        skip = {c for c in ca | cb if f"{db}.{c}" in self.args.skip_collection}
+        ca, cb = ca - skip, cb - skip
         for c in sorted(ca - cb):
             self.d.add(f"{db}.{c}", "collection exists on source only")
         for c in sorted(cb - ca):
@@ -227,6 +232,8 @@ class Compare:
             aa, ab = fa.pop("auto_id"), fb.pop("auto_id")
             if "description" in self.ignore:
                 fa.pop("description"), fb.pop("description")
+            if "array_length" in self.ignore and fa["type"] in ("ARRAY", "22"):  # DataType.ARRAY
+                fa["params"].pop("max_length", None), fb["params"].pop("max_length", None)
             for k in fa:
                 if fa[k] != fb[k]:
                     self.d.add(where, f"field {f}: {k} {short(fa[k])} != {short(fb[k])}")
@@ -236,17 +243,19 @@ class Compare:
             self.d.add(where, f"field order {sa['field_order']} != {sb['field_order']}")
         if sa["auto_id"] != sb["auto_id"]:
             self.autoid_diff(where, f"collection autoID {sa['auto_id']} != {sb['auto_id']}")
+        key_partitions = any(f["is_partition_key"] for f in sa["fields"].values())
+        skip_partitions = "partitions" in self.ignore or (key_partitions and "key_partitions" in self.ignore)
         checks = [("enable_dynamic_field", None), ("num_shards", "shards"), ("consistency_level", "consistency"),
                   ("description", "description"), ("properties", "properties"), ("num_partitions", "partitions")]
         for key, aspect in checks:
-            if aspect in self.ignore:
+            if aspect in self.ignore or (aspect == "partitions" and skip_partitions):
                 continue
             if sa[key] != sb[key]:
                 self.d.add(where, f"{key} {short(sa[key])} != {short(sb[key])}")
 
         # partitions
         pa, pb = set(a.list_partitions(coll)), set(b.list_partitions(coll))
-        if "partitions" not in self.ignore:
+        if not skip_partitions:
             for p in sorted(pa - pb):
                 self.d.add(where, f"partition {p} exists on source only")
             for p in sorted(pb - pa):
@@ -404,6 +413,8 @@ def main() -> int:
     ap.add_argument("target_uri", nargs="?", default=DEFAULT_TARGET_URI)
     ap.add_argument("--db", action="append", help="only this database (repeatable)")
     ap.add_argument("--collection", action="append", help="only this collection name (repeatable)")
+    ap.add_argument("--skip-collection", action="append", default=[], metavar="DB.NAME",
+                    help="leave this collection out on both sides, e.g. one the pipeline excludes (repeatable)")
     ap.add_argument("--prefix", default="", help="only collections (and databases other than default) whose name starts with this prefix")
     ap.add_argument("--ignore", type=lambda s: [x for x in s.split(",") if x], default=[],
                     help=f"comma list of aspects not to compare: {','.join(sorted(ASPECTS))}")

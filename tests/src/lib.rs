@@ -316,6 +316,23 @@ impl Cdc {
 impl Drop for Cdc {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            // The test failed: its temporary directory (and this log) goes away with it.
+            let text = self.log_text();
+            let lines: Vec<&str> = text.lines().collect();
+            let warn: Vec<&str> = lines
+                .iter()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .copied()
+                .collect();
+            eprintln!(
+                "--- milvus-cdc log {}: {} warning/error line(s), last 20:\n{}\n--- last 40 lines:\n{}",
+                self.log.display(),
+                warn.len(),
+                warn[warn.len().saturating_sub(20)..].join("\n"),
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
     }
 }
 

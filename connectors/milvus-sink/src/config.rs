@@ -62,6 +62,12 @@ pub struct MilvusSinkConfig {
     /// the target's default partition, for targets that deny partition RPCs.
     #[serde(default)]
     pub ignore_partition: bool,
+    /// DDL operations to log and skip when the target refuses them (not retriable), instead
+    /// of stopping: e.g. `[create_index, load_partitions, release_partitions]` for milvus-lite,
+    /// which implements few index types and no partition-level load. Rows still replicate.
+    /// Names: see [`SKIPPABLE_DDL`].
+    #[serde(default)]
+    pub skip_refused: Vec<String>,
     /// Changes queued per writer (one writer per target collection and source shard) before
     /// `write` waits; bounds memory together with `batch`.
     #[serde(default = "default_queue_capacity")]
@@ -101,6 +107,18 @@ pub enum SinkMode {
     /// false`).
     Replicate,
 }
+
+/// DDL operations `skip_refused` may name (creations of collections, databases and partitions
+/// are left out: rows written after them would fail).
+pub const SKIPPABLE_DDL: [&str; 7] = [
+    "create_index",
+    "drop_index",
+    "alter_index",
+    "load_collection",
+    "release_collection",
+    "load_partitions",
+    "release_partitions",
+];
 
 /// The RPC used for source inserts in `api` mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -246,6 +264,7 @@ impl MilvusSinkConfig {
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
             ignore_partition: false,
+            skip_refused: Vec::new(),
             queue_capacity: default_queue_capacity(),
             replicate: ReplicateConfig::default(),
         }
@@ -350,6 +369,19 @@ impl MilvusSinkConfig {
                 "must be at least retry.initial_backoff_ms",
             );
         }
+        if let Some(bad) = self
+            .skip_refused
+            .iter()
+            .find(|o| !SKIPPABLE_DDL.contains(&o.as_str()))
+        {
+            return err(
+                "skip_refused",
+                &format!(
+                    "{bad:?} is not an operation that can be skipped; use some of: {}",
+                    SKIPPABLE_DDL.join(", ")
+                ),
+            );
+        }
         if self.queue_capacity == 0 {
             return err("queue_capacity", "must be at least 1");
         }
@@ -399,13 +431,23 @@ mod tests {
             "uri: https://h:19530\ntoken: root:Milvus\ntls: {server_name: h, ca_pem_path: /c/ca.pem}\n\
              mode: api\nwrite: insert\nbatch: {max_rows: 5, max_bytes: 4096, linger_ms: 0}\n\
              retry: {max_attempts: 3, initial_backoff_ms: 10, max_backoff_ms: 20}\n\
-             ignore_partition: true\n",
+             ignore_partition: true\nskip_refused: [create_index, load_partitions]\n\
+             replicate: {time_tick_interval_ms: 100, load_wait_secs: 0}\n",
         )
         .unwrap();
         c.validate().unwrap();
         assert_eq!(c.write, WriteMode::Insert);
         assert_eq!(c.effective_token().as_deref(), Some("root:Milvus"));
         assert!(c.ignore_partition);
+        assert_eq!(c.skip_refused, ["create_index", "load_partitions"]);
+        assert_eq!(c.replicate.load_wait_secs, 0);
+    }
+
+    #[test]
+    fn only_ddl_can_be_skipped() {
+        let c = parse("uri: http://h:1\nskip_refused: [insert]\n").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("skip_refused") && e.contains("insert"), "{e}");
     }
 
     #[test]

@@ -77,20 +77,37 @@ impl Shared {
         with_retry(&self.cfg.retry, &self.ctx(db, coll, op), call).await
     }
 
-    /// A DDL call with retries that treats "already exists" as success.
+    /// A DDL call with retries that treats "already exists" as success, and a refusal of an
+    /// operation listed in `skip_refused` as done (logged).
     async fn ddl(&self, db: &str, coll: &str, op: &str, call: DdlCall) -> Result<(), EngineError> {
+        let skip = |f: &Failure| self.cfg.skip_refused.iter().any(|o| o == op) && !f.retriable();
         let c = &self.client;
+        let skip = &skip;
+        let skipped = std::sync::atomic::AtomicBool::new(false);
+        let skipped = &skipped;
         let r = with_retry(&self.cfg.retry, &self.ctx(db, coll, op), || {
             let call = call.clone();
             async move {
                 match c.ddl(db, call).await {
                     Err(f) if f.reason_contains("already exist") => Ok(()),
+                    Err(f) if skip(&f) => {
+                        warn!(
+                            message = "Target refused the DDL; skipped (skip_refused).",
+                            op,
+                            database = db,
+                            collection = coll,
+                            uri = %c.uri,
+                            reason = %f
+                        );
+                        skipped.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Ok(())
+                    }
                     r => r,
                 }
             }
         })
         .await;
-        if r.is_ok() {
+        if r.is_ok() && !skipped.load(std::sync::atomic::Ordering::Relaxed) {
             info!(
                 message = "Applied DDL to target.",
                 op,
