@@ -191,7 +191,7 @@ fn default_replay_window_secs() -> u64 {
     60
 }
 fn default_queue_capacity() -> usize {
-    64
+    16
 }
 fn default_max_rows() -> usize {
     20_000

@@ -190,10 +190,10 @@ fn default_idle_channel_ms() -> u64 {
     600
 }
 fn default_channel_buffer() -> usize {
-    256
+    32
 }
 fn default_max_pending_mib() -> usize {
-    256
+    64
 }
 fn default_etcd_timeout_ms() -> u64 {
     10_000

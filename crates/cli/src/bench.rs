@@ -81,8 +81,11 @@ fn consumer(brokers: &str) -> anyhow::Result<BaseConsumer> {
         .set("group.id", "milvus-cdc-bench-decode")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "10485760")
+        .set("fetch.max.bytes", "16777216")
+        .set("max.partition.fetch.bytes", "4194304")
+        // The noida broker was seen answering a multi-topic fetch with 120 MB, above
+        // librdkafka's default limit of 100 MB.
+        .set("receive.message.max.bytes", "536870912")
         .create()
         .with_context(|| format!("cannot create a Kafka consumer for {brokers}"))
 }

@@ -72,7 +72,7 @@ impl Default for PipelineOptions {
     fn default() -> Self {
         Self {
             checkpoint_interval: Duration::from_secs(1),
-            channel_capacity: 64,
+            channel_capacity: 16,
         }
     }
 }

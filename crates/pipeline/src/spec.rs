@@ -104,7 +104,7 @@ fn default_interval_ms() -> u64 {
 }
 
 fn default_capacity() -> usize {
-    64
+    16
 }
 
 impl Default for CheckpointSpec {

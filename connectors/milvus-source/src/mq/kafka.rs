@@ -57,7 +57,8 @@ impl KafkaClient {
             // The broker answers a waiting fetch as soon as data arrives; this only bounds how
             // long an idle fetch is held (lower values cost broker CPU for nothing).
             ("fetch.wait.max.ms", "100".into()),
-            ("queued.max.messages.kbytes", "16384".into()),
+            // Prefetched per channel; bounds memory during catch-up (4 MiB is ~10 full fetches).
+            ("queued.max.messages.kbytes", "4096".into()),
             ("client.id", "milvus-cdc-source".into()),
         ]
         .into_iter()
