@@ -4,7 +4,6 @@
 //! Tests call [`Env::get`] first: without `MCDC_E2E` set they print why and skip; with it set,
 //! a missing service is a failure.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -259,18 +258,19 @@ impl Cdc {
         }
     }
 
-    /// The whole log so far.
+    /// The whole log so far (bytes that are not UTF-8 replaced, so one odd byte does not
+    /// hide the log).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let bytes = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// Lines of the log containing `needle`.
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
-        let f = std::fs::File::open(&self.log).expect("open log");
-        BufReader::new(f)
+        self.log_text()
             .lines()
-            .map_while(Result::ok)
             .filter(|l| l.contains(needle))
+            .map(str::to_string)
             .collect()
     }
 

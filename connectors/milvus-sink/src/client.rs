@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use cdc_engine::{EngineError, ErrorKind};
+use cdc_protocol::common::LoadState;
 use cdc_protocol::milvus::milvus_service_client::MilvusServiceClient;
 use cdc_protocol::milvus::*;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
@@ -182,11 +183,8 @@ impl TargetClient {
             .await
             .map_err(|e| Failure::grpc(&e))?
             .into_inner();
-        match check_status(r.status.as_ref()) {
-            Ok(()) => Ok(Some(r)),
-            Err(f) if is_not_found(&f) => Ok(None),
-            Err(f) => Err(f),
-        }
+        let found = found(r.status.as_ref())?;
+        Ok(found.then_some(r))
     }
 
     /// Whether a collection exists.
@@ -202,12 +200,8 @@ impl TargetClient {
             .await
             .map_err(|e| Failure::grpc(&e))?
             .into_inner();
-        match check_status(r.status.as_ref()) {
-            Ok(()) => Ok(r.value),
-            // A missing database means a missing collection.
-            Err(f) if is_not_found(&f) => Ok(false),
-            Err(f) => Err(f),
-        }
+        // A missing database means a missing collection.
+        Ok(found(r.status.as_ref())? && r.value)
     }
 
     /// Partition names of a collection.
@@ -231,9 +225,12 @@ impl TargetClient {
         Ok(r)
     }
 
-    /// Load state of a collection (`common.LoadState`: 0 not exist, 1 not loaded, 2 loading,
-    /// 3 loaded).
-    pub(crate) async fn load_state(&self, db: &str, collection: &str) -> Result<i32, Failure> {
+    /// Load state of a collection (`NotExist` when it, or its database, does not exist).
+    pub(crate) async fn load_state(
+        &self,
+        db: &str,
+        collection: &str,
+    ) -> Result<LoadState, Failure> {
         let req = GetLoadStateRequest {
             db_name: db.to_string(),
             collection_name: collection.to_string(),
@@ -245,11 +242,10 @@ impl TargetClient {
             .await
             .map_err(|e| Failure::grpc(&e))?
             .into_inner();
-        match check_status(r.status.as_ref()) {
-            Ok(()) => Ok(r.state),
-            Err(f) if is_not_found(&f) => Ok(0),
-            Err(f) => Err(f),
+        if !found(r.status.as_ref())? {
+            return Ok(LoadState::NotExist);
         }
+        Ok(LoadState::try_from(r.state).unwrap_or(LoadState::NotExist))
     }
 
     /// Index descriptions of a collection (empty when it has none).
@@ -401,6 +397,16 @@ pub(crate) enum DdlCall {
 
 /// True when Milvus says the collection or database does not exist (2.3+ codes 100 and 800,
 /// legacy CollectionNotExists / CollectionNameNotFound, or the usual wording).
+/// `Ok(true)` for a success status, `Ok(false)` for one saying the object (collection,
+/// database...) does not exist, the failure otherwise.
+fn found(status: Option<&cdc_protocol::common::Status>) -> Result<bool, Failure> {
+    match check_status(status) {
+        Ok(()) => Ok(true),
+        Err(f) if is_not_found(&f) => Ok(false),
+        Err(f) => Err(f),
+    }
+}
+
 pub(crate) fn is_not_found(f: &Failure) -> bool {
     match f {
         Failure::Milvus {

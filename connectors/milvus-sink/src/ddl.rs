@@ -80,17 +80,16 @@ impl Shared {
     /// A DDL call with retries that treats "already exists" as success, and a refusal of an
     /// operation listed in `skip_refused` as done (logged).
     async fn ddl(&self, db: &str, coll: &str, op: &str, call: DdlCall) -> Result<(), EngineError> {
-        let skip = |f: &Failure| self.cfg.skip_refused.iter().any(|o| o == op) && !f.retriable();
+        let skippable = self.cfg.skip_refused.iter().any(|o| o == op);
         let c = &self.client;
-        let skip = &skip;
-        let skipped = std::sync::atomic::AtomicBool::new(false);
-        let skipped = &skipped;
-        let r = with_retry(&self.cfg.retry, &self.ctx(db, coll, op), || {
+        // Ok(true): applied (or already there); Ok(false): refused and skipped.
+        let applied = with_retry(&self.cfg.retry, &self.ctx(db, coll, op), || {
             let call = call.clone();
             async move {
                 match c.ddl(db, call).await {
-                    Err(f) if f.reason_contains("already exist") => Ok(()),
-                    Err(f) if skip(&f) => {
+                    Ok(()) => Ok(true),
+                    Err(f) if f.reason_contains("already exist") => Ok(true),
+                    Err(f) if skippable && !f.retriable() => {
                         warn!(
                             message = "Target refused the DDL; skipped (skip_refused).",
                             op,
@@ -99,15 +98,14 @@ impl Shared {
                             uri = %c.uri,
                             reason = %f
                         );
-                        skipped.store(true, std::sync::atomic::Ordering::Relaxed);
-                        Ok(())
+                        Ok(false)
                     }
-                    r => r,
+                    Err(f) => Err(f),
                 }
             }
         })
-        .await;
-        if r.is_ok() && !skipped.load(std::sync::atomic::Ordering::Relaxed) {
+        .await?;
+        if applied {
             info!(
                 message = "Applied DDL to target.",
                 op,
@@ -115,7 +113,7 @@ impl Shared {
                 collection = coll
             );
         }
-        r
+        Ok(())
     }
 }
 

@@ -246,8 +246,8 @@ impl ReplicateSink {
                 .sh
                 .retry(db, coll, "get_load_state", || c.load_state(db, coll))
                 .await?;
-            // 2 = loading; anything else (loaded, released, gone) ends the wait.
-            if state != 2 {
+            // Anything but loading (loaded, released, gone) ends the wait.
+            if state != cdc_protocol::common::LoadState::Loading {
                 if logged {
                     info!(
                         message = "Standby finished loading; forwarding DML again.",
@@ -600,15 +600,15 @@ impl Sink for ReplicateSink {
                     _ => None,
                 };
                 ddl::apply(&self.sh, &mut self.cache, &event, d, base).await?;
-                let key = (event.database.clone(), event.collection.clone());
+                let key = || (event.database.clone(), event.collection.clone());
                 match d {
                     cdc_engine::Ddl::LoadCollection(_) | cdc_engine::Ddl::LoadPartitions(_)
                         if self.sh.cfg.replicate.load_wait_secs > 0 =>
                     {
-                        self.loading.insert(key);
+                        self.loading.insert(key());
                     }
                     cdc_engine::Ddl::ReleaseCollection | cdc_engine::Ddl::DropCollection => {
-                        self.loading.remove(&key);
+                        self.loading.remove(&key());
                     }
                     cdc_engine::Ddl::DropDatabase => {
                         self.loading.retain(|(db, _)| *db != event.database);
