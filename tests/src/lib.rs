@@ -205,6 +205,8 @@ pub struct Cdc {
     child: Option<Child>,
     /// Where its stderr goes.
     pub log: PathBuf,
+    /// Where the log is copied when the test fails (its temporary directory goes away).
+    keep_dir: PathBuf,
 }
 
 impl Cdc {
@@ -231,6 +233,7 @@ impl Cdc {
         let mut cdc = Cdc {
             child: Some(child),
             log,
+            keep_dir: env.repo.join(".dev/logs"),
         };
         cdc.wait_log("Source opened", Duration::from_secs(60));
         cdc
@@ -319,15 +322,32 @@ impl Drop for Cdc {
         if std::thread::panicking() {
             // The test failed: its temporary directory (and this log) goes away with it.
             let text = self.log_text();
-            let lines: Vec<&str> = text.lines().collect();
+            let kept = self.keep_dir.join(format!(
+                "failed-{}-{}",
+                std::thread::current().name().unwrap_or("test"),
+                self.log
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("cdc.log")
+            ));
+            let kept = match std::fs::create_dir_all(&self.keep_dir)
+                .and_then(|_| std::fs::write(&kept, &text))
+            {
+                Ok(()) => format!("whole log kept as {}", kept.display()),
+                Err(e) => format!("could not keep the log ({e})"),
+            };
+            // Progress lines would fill the tail; the kept log has them.
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with("progress:"))
+                .collect();
             let warn: Vec<&str> = lines
                 .iter()
                 .filter(|l| l.contains("WARN") || l.contains("ERROR"))
                 .copied()
                 .collect();
             eprintln!(
-                "--- milvus-cdc log {}: {} warning/error line(s), last 20:\n{}\n--- last 40 lines:\n{}",
-                self.log.display(),
+                "--- milvus-cdc log ({kept}): {} warning/error line(s), last 20:\n{}\n--- last 40 lines (without progress):\n{}",
                 warn.len(),
                 warn[warn.len().saturating_sub(20)..].join("\n"),
                 lines[lines.len().saturating_sub(40)..].join("\n")

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use cdc_engine::{EngineError, ErrorKind};
-use cdc_protocol::common::LoadState;
 use cdc_protocol::milvus::milvus_service_client::MilvusServiceClient;
 use cdc_protocol::milvus::*;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
@@ -223,29 +222,6 @@ impl TargetClient {
             .into_inner();
         check_status(r.status.as_ref())?;
         Ok(r)
-    }
-
-    /// Load state of a collection (`NotExist` when it, or its database, does not exist).
-    pub(crate) async fn load_state(
-        &self,
-        db: &str,
-        collection: &str,
-    ) -> Result<LoadState, Failure> {
-        let req = GetLoadStateRequest {
-            db_name: db.to_string(),
-            collection_name: collection.to_string(),
-            ..Default::default()
-        };
-        let r = self
-            .svc()
-            .get_load_state(self.req(db, req))
-            .await
-            .map_err(|e| Failure::grpc(&e))?
-            .into_inner();
-        if !found(r.status.as_ref())? {
-            return Ok(LoadState::NotExist);
-        }
-        Ok(LoadState::try_from(r.state).unwrap_or(LoadState::NotExist))
     }
 
     /// Index descriptions of a collection (empty when it has none).

@@ -174,11 +174,6 @@ pub struct ReplicateConfig {
     /// target cannot make progress, e.g. finish loading, without them).
     #[serde(default = "default_time_tick_interval_ms")]
     pub time_tick_interval_ms: u64,
-    /// After a load call, DML of that collection waits until the standby reports it loaded,
-    /// for at most this many seconds (Milvus 2.3.5 standbys intermittently lose deletes that
-    /// arrive while a collection is loading). 0 disables the wait.
-    #[serde(default = "default_load_wait_secs")]
-    pub load_wait_secs: u64,
 }
 
 fn default_connect_timeout_secs() -> u64 {
@@ -214,9 +209,6 @@ fn default_max_backoff_ms() -> u64 {
 fn default_time_tick_interval_ms() -> u64 {
     500
 }
-fn default_load_wait_secs() -> u64 {
-    600
-}
 
 impl Default for BatchConfig {
     fn default() -> Self {
@@ -242,7 +234,6 @@ impl Default for ReplicateConfig {
     fn default() -> Self {
         Self {
             time_tick_interval_ms: default_time_tick_interval_ms(),
-            load_wait_secs: default_load_wait_secs(),
         }
     }
 }
@@ -432,7 +423,7 @@ mod tests {
              mode: api\nwrite: insert\nbatch: {max_rows: 5, max_bytes: 4096, linger_ms: 0}\n\
              retry: {max_attempts: 3, initial_backoff_ms: 10, max_backoff_ms: 20}\n\
              ignore_partition: true\nskip_refused: [create_index, load_partitions]\n\
-             replicate: {time_tick_interval_ms: 100, load_wait_secs: 0}\n",
+             replicate: {time_tick_interval_ms: 100}\n",
         )
         .unwrap();
         c.validate().unwrap();
@@ -440,7 +431,7 @@ mod tests {
         assert_eq!(c.effective_token().as_deref(), Some("root:Milvus"));
         assert!(c.ignore_partition);
         assert_eq!(c.skip_refused, ["create_index", "load_partitions"]);
-        assert_eq!(c.replicate.load_wait_secs, 0);
+        assert_eq!(c.replicate.time_tick_interval_ms, 100);
     }
 
     #[test]

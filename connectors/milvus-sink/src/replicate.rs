@@ -12,14 +12,12 @@
 //!   loading or answer strong-consistency queries without them).
 //! - DDL goes through the normal RPCs; drops are marked `isReplicate` (see [`ddl_base`]).
 //!
-//! Changes are applied one at a time, in order (no per-shard parallelism in this mode).
+//! - Every produced message has its own `msgID` (see [`msg_base`]); the standby drops
+//!   repeated IDs.
 //!
-//! - After a load call, DML of that collection waits until the standby reports it loaded
-//!   (time ticks keep flowing meanwhile; at most `replicate.load_wait_secs`): a Milvus 2.3.5
-//!   standby intermittently loses deletes that reach a collection while it is loading
-//!   (test `replicate_mode_dml_right_after_a_load_call`).
+//! Changes are applied one at a time, in order (no per-shard parallelism in this mode).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,9 +99,18 @@ fn replicate_base(msg_type: MsgType, ts: u64) -> MsgBase {
     }
 }
 
+/// The base of a message produced on a target channel. Its `msgID` is its timestamp: the
+/// standby's message streams drop every Insert/Delete whose `msgID` was already seen in the
+/// same time-tick window ("mqTtMsgStream, found duplicated msg"), across all collections of
+/// the physical channel, so a constant ID (0) silently loses rows whenever two DML messages
+/// share a window (an upsert's delete and insert; packs merged after a seek or while the
+/// stream catches up). Timestamps are unique per channel (deletes `ts`, inserts `ts + 1`,
+/// ticks `ts + 2`), and a retried pack that was in fact produced twice carries the same IDs,
+/// so the standby drops the second copy.
 fn msg_base(msg_type: MsgType, ts: u64) -> Option<MsgBase> {
     Some(MsgBase {
         msg_type: msg_type as i32,
+        msg_id: ts as i64,
         timestamp: ts,
         source_id: -1,
         ..Default::default()
@@ -170,8 +177,6 @@ pub struct ReplicateSink {
     cache: MetaCache,
     partitions: HashMap<(String, String), HashMap<String, i64>>,
     chans: Arc<Channels>,
-    /// Collections (database, name) with a load call whose completion DML must wait for.
-    loading: HashSet<(String, String)>,
     ticker: Option<JoinHandle<()>>,
     metrics: ComponentMetrics,
 }
@@ -184,7 +189,6 @@ impl ReplicateSink {
             cache: MetaCache::default(),
             partitions: HashMap::new(),
             chans: Arc::default(),
-            loading: HashSet::new(),
             ticker: None,
             metrics,
         }
@@ -228,57 +232,6 @@ impl ReplicateSink {
             })
             .await?;
         Ok(d.map(|d| d.created_timestamp).unwrap_or(0))
-    }
-
-    /// Wait until the standby finished loading a collection this sink asked it to load (see
-    /// the module doc). The ticker keeps sending time ticks, which the loading needs.
-    async fn wait_loaded(&mut self, db: &str, coll: &str) -> Result<(), EngineError> {
-        let key = (db.to_string(), coll.to_string());
-        if !self.loading.contains(&key) {
-            return Ok(());
-        }
-        let limit = Duration::from_secs(self.sh.cfg.replicate.load_wait_secs);
-        let start = std::time::Instant::now();
-        let mut logged = false;
-        loop {
-            let c = &self.sh.client;
-            let state = self
-                .sh
-                .retry(db, coll, "get_load_state", || c.load_state(db, coll))
-                .await?;
-            // Anything but loading (loaded, released, gone) ends the wait.
-            if state != cdc_protocol::common::LoadState::Loading {
-                if logged {
-                    info!(
-                        message = "Standby finished loading; forwarding DML again.",
-                        database = %db,
-                        collection = %coll,
-                        waited_ms = start.elapsed().as_millis() as u64
-                    );
-                }
-                break;
-            }
-            if start.elapsed() >= limit {
-                warn!(
-                    message = "Standby still loading after replicate.load_wait_secs; forwarding DML anyway (deletes may be lost on Milvus 2.3.5).",
-                    database = %db,
-                    collection = %coll,
-                    waited_secs = limit.as_secs()
-                );
-                break;
-            }
-            if !logged {
-                info!(
-                    message = "Waiting for the standby to finish loading before forwarding DML.",
-                    database = %db,
-                    collection = %coll
-                );
-                logged = true;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        self.loading.remove(&key);
-        Ok(())
     }
 
     /// Target partition ID of `name` (refreshed from the target when unknown).
@@ -337,15 +290,14 @@ impl ReplicateSink {
         Ok((info.vchannels[pos].clone(), info.pchannels[pos].clone()))
     }
 
-    /// Apply one DML change. A source upsert is sent as two packs, the delete then the
-    /// insert: sent in one pack, the standby (2.3.5) was seen to drop the re-inserted row.
+    /// Apply one DML change; a source upsert goes as one pack (delete, then insert), which
+    /// needs distinct message IDs (see [`msg_base`]).
     async fn write_dml(&mut self, ev: &ChangeEvent) -> Result<(), EngineError> {
         match &ev.op {
             Op::Insert(b) => self.write_part(ev, None, Some(b)).await?,
             Op::Delete(d) => self.write_part(ev, Some(d), None).await?,
             Op::Upsert { delete, insert } => {
-                self.write_part(ev, Some(delete), None).await?;
-                self.write_part(ev, None, Some(insert)).await?;
+                self.write_part(ev, Some(delete), Some(insert)).await?
             }
             Op::Ddl(_) => return Ok(()),
         }
@@ -366,7 +318,6 @@ impl ReplicateSink {
     ) -> Result<(), EngineError> {
         let info = self.info(ev).await?;
         let (db, coll) = (ev.database.as_str(), ev.collection.as_str());
-        self.wait_loaded(db, coll).await?;
         let shard = insert
             .map(|b| b.shard.as_str())
             .or(delete.map(|d| d.shard.as_str()))
@@ -600,21 +551,6 @@ impl Sink for ReplicateSink {
                     _ => None,
                 };
                 ddl::apply(&self.sh, &mut self.cache, &event, d, base).await?;
-                let key = || (event.database.clone(), event.collection.clone());
-                match d {
-                    cdc_engine::Ddl::LoadCollection(_) | cdc_engine::Ddl::LoadPartitions(_)
-                        if self.sh.cfg.replicate.load_wait_secs > 0 =>
-                    {
-                        self.loading.insert(key());
-                    }
-                    cdc_engine::Ddl::ReleaseCollection | cdc_engine::Ddl::DropCollection => {
-                        self.loading.remove(&key());
-                    }
-                    cdc_engine::Ddl::DropDatabase => {
-                        self.loading.retain(|(db, _)| *db != event.database);
-                    }
-                    _ => {}
-                }
                 if matches!(
                     d,
                     cdc_engine::Ddl::DropCollection | cdc_engine::Ddl::DropDatabase
@@ -686,5 +622,19 @@ mod tests {
         let base = m.base.unwrap();
         assert_eq!(base.msg_type, MsgType::TimeTick as i32);
         assert_eq!(base.timestamp, 42);
+    }
+
+    #[test]
+    fn messages_of_a_pack_have_distinct_msg_ids() {
+        // An upsert's delete (ts), insert (ts + 1) and the closing tick (ts + 2).
+        let ids: Vec<i64> = [
+            msg_base(MsgType::Delete, 100),
+            msg_base(MsgType::Insert, 101),
+            msg_base(MsgType::TimeTick, 102),
+        ]
+        .into_iter()
+        .map(|b| b.unwrap().msg_id)
+        .collect();
+        assert_eq!(ids, vec![100, 101, 102]);
     }
 }

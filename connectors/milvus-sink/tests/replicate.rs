@@ -112,10 +112,9 @@ async fn replicate_mode_writes_to_a_standby() {
     replicate_round(false).await;
 }
 
-/// DML right after a load call: the sink holds it until the standby finished loading.
-/// Without that hold (`replicate.load_wait_secs: 0`), DML reaching a Milvus 2.3.5 standby
-/// while its collection was loading lost the deletes (and an upsert's re-insert that follows
-/// a delete) about one run in two.
+/// DML right after a load call, while the standby is still loading (its query nodes seek
+/// and consume the channel). With a constant message ID, deletes and an upsert's re-insert
+/// were lost here about one run in two (the standby drops repeated IDs in a window).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicate_mode_dml_right_after_a_load_call() {
     if !e2e("replicate_mode_dml_right_after_a_load_call") {
