@@ -45,13 +45,7 @@ fn every_operation_replicates_to_a_standby_in_replicate_mode() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    // A standby refuses ordinary drops (its root coordinator retries their broadcast forever),
-    // so leftovers of an earlier run cannot be cleaned there: each run uses fresh names.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let prefix = &format!("e2erepl{}_", secs % 100_000);
+    let prefix = &fresh_prefix("e2erepl");
     env.clean(prefix, &[]);
     let _cdc = Cdc::start(
         &env,
@@ -77,23 +71,63 @@ fn kill_minus_nine_mid_stream_then_restart_leaves_target_exact() {
     let Some(env) = Env::get("kill_minus_nine_mid_stream_then_restart_leaves_target_exact") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let prefix = "e2ekill_";
     env.clean(prefix, &[&env.target_uri]);
     // `insert` mode is the one where a replay could duplicate rows: the sink must upsert
     // whatever a previous run may already have written.
     let yaml = pipeline(&env, "e2e-kill", prefix, &env.target_uri, "write: insert");
-    let mut cdc = Cdc::start(&env, dir.path(), &yaml);
+    kill_and_restart(&env, prefix, &env.target_uri, &yaml);
+}
+
+/// The same in replicate mode, where `ReplicateMessage` has no upsert: replayed inserts must
+/// go as delete + insert.
+#[test]
+fn kill_minus_nine_then_restart_leaves_a_standby_exact() {
+    let Some(env) = Env::get("kill_minus_nine_then_restart_leaves_a_standby_exact") else {
+        return;
+    };
+    let prefix = &fresh_prefix("e2ereplkill");
+    env.clean(prefix, &[]);
+    let yaml = pipeline(
+        &env,
+        "e2e-repl-kill",
+        prefix,
+        &env.standby_uri,
+        "mode: replicate",
+    );
+    kill_and_restart(&env, prefix, &env.standby_uri, &yaml);
+}
+
+/// A standby refuses ordinary drops (its root coordinator retries their broadcast forever),
+/// so leftovers of an earlier run cannot be cleaned there: each run uses fresh names.
+fn fresh_prefix(stem: &str) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    format!("{stem}{}_", secs % 100_000)
+}
+
+/// DDL and DML, then DML in the background while the CDC is killed with SIGKILL (no final
+/// checkpoint) and restarted on the same state; the target must end equal to the source.
+fn kill_and_restart(env: &Env, prefix: &str, target_uri: &str, yaml: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Checkpoints 5 s apart: the restart replays up to 5 s of changes the killed run wrote.
+    let yaml = &yaml.replace("interval_ms: 500\n", "interval_ms: 5000\n");
+    let mut cdc = Cdc::start(env, dir.path(), yaml);
     env.workload(prefix, "ddl-dml", &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let before = cdc.changes();
     let writer = env.dml_in_background(prefix, 6, 200);
-    std::thread::sleep(Duration::from_secs(4));
+    // Kill once it is replicating the background DML, between two checkpoints.
+    cdc.wait_changes_above(before + 2, Duration::from_secs(60));
     cdc.kill9();
     std::thread::sleep(Duration::from_secs(2));
-    let _cdc2 = Cdc::start(&env, dir.path(), &yaml);
+    let _cdc2 = Cdc::start(env, dir.path(), yaml);
     writer.join().expect("workload thread");
-    env.wait_equal(&env.target_uri, prefix, &[], Duration::from_secs(180));
+    env.wait_equal(target_uri, prefix, &[], Duration::from_secs(180));
     env.workload(prefix, "teardown", &[]);
-    env.wait_equal(&env.target_uri, prefix, &[], Duration::from_secs(120));
+    env.wait_equal(target_uri, prefix, &[], Duration::from_secs(120));
 }
 
 #[test]

@@ -80,9 +80,10 @@ def main() -> int:
             pk, pk_type = pk_field(desc)
             parts = set(client.list_partitions(c))
             states = load_states(client, c)
-            rows = cmp.read_rows(src, db, c, pk, pk_type, states, parts)
-            if rows is None:
+            got = cmp.read_rows(src, db, c, pk, pk_type, states, parts)
+            if got is None:
                 continue
+            rows = got[0]
             src_rows = {str(k): v for k, v in rows.items()}
             ev_rows = state[db][c]
             only_s, only_e = sorted(set(src_rows) - set(ev_rows)), sorted(set(ev_rows) - set(src_rows))

@@ -289,9 +289,15 @@ class Compare:
         with ThreadPoolExecutor(max_workers=2) as pool:
             fa = pool.submit(self.read_rows, self.src, db, coll, pk, pk_type, la, pa)
             fb = pool.submit(self.read_rows, self.dst, db, coll, pk, pk_type, lb, pb)
-            rows_a, rows_b = fa.result(), fb.result()
-        if rows_a is None or rows_b is None:
+            got_a, got_b = fa.result(), fb.result()
+        if got_a is None or got_b is None:
             return
+        (rows_a, count_a), (rows_b, count_b) = got_a, got_b
+        if count_a == len(rows_a) and count_b != len(rows_b):
+            # Milvus counts every stored copy of a PK but a query returns one: the target
+            # holds duplicates (e.g. a replayed insert) or rows a delete missed.
+            self.d.add(where, f"target count(*) is {count_b} but a query returns {len(rows_b)} rows "
+                              f"(source: {count_a} and {len(rows_a)}): duplicate or undeleted rows on the target")
         autoid = sa["auto_id"] or sb["auto_id"]
         self.compare_rows(where, pk, rows_a, rows_b, autoid)
 
@@ -309,7 +315,8 @@ class Compare:
         return {k: str(v) for k, v in d.items() if k not in INDEX_RUNTIME_KEYS}
 
     def read_rows(self, side: Side, db: str, coll: str, pk: str, pk_type: str, states: dict, parts: set):
-        """All rows keyed by PK, loading the collection temporarily when needed (see --load)."""
+        """(all rows keyed by PK, count(*)), loading the collection temporarily when needed
+        (see --load); None when rows are not compared."""
         where = f"{db}.{coll} ({side.name})"
         client = side.c(db)
         loaded_parts = sorted(p for p in parts if states.get(p) == "Loaded")
@@ -340,7 +347,7 @@ class Compare:
                 if restore:
                     client.load_partitions(coll, restore, timeout=self.args.timeout)
 
-    def query_all(self, client, coll: str, pk: str, pk_type: str) -> dict:
+    def query_all(self, client, coll: str, pk: str, pk_type: str) -> tuple[dict, int]:
         total = client.query(coll, filter="", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
         rows: dict = {}
         if total <= 16384:  # Milvus' largest query window: one query, no paging needed
@@ -352,7 +359,7 @@ class Compare:
                 # Milvus 2.3's count(*) can include rows a later upsert/delete replaced (seen
                 # on the source itself); the query result is what a reader sees.
                 self.d.note(coll, f"count(*) says {total}, a query returns {len(rows)} rows; compared the query")
-            return rows
+            return rows, total
         # Larger: page by `pk > last`. Results come back in PK order per segment only, so
         # pages are as large as Milvus allows and the count check below catches a miss.
         last = None
@@ -370,7 +377,7 @@ class Compare:
                 break
         if len(rows) != total:
             raise RuntimeError(f"read {len(rows)} rows by PK paging but count(*) says {total}")
-        return rows
+        return rows, total
 
     def compare_rows(self, where: str, pk: str, ra: dict, rb: dict, autoid: bool) -> None:
         tol = self.args.float_tol

@@ -104,15 +104,16 @@ impl Env {
     /// source in a background thread, so a test can crash the CDC meanwhile.
     pub fn dml_in_background(
         &self,
-        prefix: &'static str,
+        prefix: &str,
         rounds: u32,
         rows: u32,
     ) -> std::thread::JoinHandle<()> {
         let env = self.clone();
+        let prefix = prefix.to_string();
         std::thread::spawn(move || {
             for round in 1..=rounds {
                 env.workload(
-                    prefix,
+                    &prefix,
                     "dml",
                     &["--round", &round.to_string(), "--rows", &rows.to_string()],
                 );
@@ -277,6 +278,32 @@ impl Cdc {
             .collect()
     }
 
+    /// The `changes=` figure of the latest progress line (0 before the first).
+    pub fn changes(&self) -> u64 {
+        self.log_text()
+            .lines()
+            .rev()
+            .filter(|l| l.starts_with("progress:"))
+            .find_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("changes="))
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Wait until the progress lines show more than `n` changes; panics after `timeout`.
+    pub fn wait_changes_above(&mut self, n: u64, timeout: Duration) {
+        let start = Instant::now();
+        while self.changes() <= n {
+            assert!(
+                start.elapsed() < timeout,
+                "milvus-cdc did not get past {n} changes within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGKILL: no final checkpoint, no cleanup.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -319,6 +346,18 @@ impl Cdc {
 impl Drop for Cdc {
     fn drop(&mut self) {
         self.kill9();
+        if std::env::var_os("MCDC_KEEP_LOGS").is_some() && !std::thread::panicking() {
+            let kept = self.keep_dir.join(format!(
+                "kept-{}",
+                self.log
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("cdc.log")
+            ));
+            let _ = std::fs::create_dir_all(&self.keep_dir);
+            let _ = std::fs::copy(&self.log, &kept);
+            eprintln!("milvus-cdc log kept as {}", kept.display());
+        }
         if std::thread::panicking() {
             // The test failed: its temporary directory (and this log) goes away with it.
             let text = self.log_text();

@@ -48,7 +48,8 @@ pub struct MilvusSinkConfig {
     /// With `write: insert`, changes whose source timestamp is older than the sink's start
     /// time plus this many seconds are written with `upsert`, because a previous run may have
     /// written them already (after the last checkpoint, before a crash); newer changes use
-    /// `insert`. Covers clock skew between the source Milvus and this host.
+    /// `insert`. Covers clock skew between the source Milvus and this host. In `replicate`
+    /// mode such inserts are sent as a delete of their keys followed by the insert.
     #[serde(default = "default_replay_window_secs")]
     pub replay_window_secs: u64,
     /// Merging of consecutive inserts into one request (`api` mode; `replicate` mode sends

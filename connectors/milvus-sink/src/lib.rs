@@ -22,7 +22,10 @@
 //! `replay_window_secs` (those a crashed previous run may already have written) and every retry
 //! of a failed insert are sent as upserts; later changes, and all changes of a collection this
 //! sink created in this run, use plain inserts. Deletes and DDL are idempotent by construction.
-//! Replicate mode is at-least-once: a replay after a crash writes the replayed rows again.
+//! Replicate mode (`ReplicateMessage` has no upsert): inserts within the same replay window
+//! are sent as a delete of their keys followed by the insert (the delete is stamped just before
+//! the insert, so it removes only an earlier copy); later inserts, and those into collections
+//! this sink created in this run, go as they are.
 
 mod batch;
 mod client;

@@ -125,43 +125,55 @@ fn time_tick(ts: u64) -> Bytes {
     .into()
 }
 
-/// Produce `build(ts)` (plus a time tick at `ts + 2`) on `pchannel` at a timestamp of at
-/// least `min_ts`, strictly after everything sent there before. `build` stamps deletes with
-/// `ts` and inserts with `ts + 1`: the standby's query nodes apply a delete to rows with a
-/// timestamp up to and including its own, so an upsert's insert at the delete's timestamp
+/// Produce `build(ts, again)` (plus a time tick at `ts + 2`) on `pchannel` at a timestamp of
+/// at least `min_ts`, strictly after everything sent there before. `build` stamps deletes
+/// with `ts` and inserts with `ts + 1`: the standby's query nodes apply a delete to rows with
+/// a timestamp up to and including its own, so an upsert's insert at the delete's timestamp
 /// would be deleted too.
+///
+/// A failed attempt may still have been produced, so each retry gets fresh timestamps after
+/// it and `again = true`, on which `build` adds a delete of the keys it inserts: the retry
+/// then replaces the rows of a copy that landed instead of doubling them.
 async fn send_pack(
     sh: &Shared,
     chans: &Channels,
     pchannel: &str,
     (db, coll, op): (&str, &str, &str),
     min_ts: u64,
-    build: impl Fn(u64) -> Vec<Bytes>,
+    build: impl Fn(u64, bool) -> Vec<Bytes>,
 ) -> Result<u64, EngineError> {
     let lock = chans.get(pchannel);
     let mut last = lock.lock().await;
-    let ts = min_ts.max(*last + 1);
-    let mut msgs = build(ts);
-    msgs.push(time_tick(ts + 2));
-    let pos = MsgPosition {
-        channel_name: pchannel.to_string(),
-        timestamp: ts,
-        ..Default::default()
-    };
-    let req = ReplicateMessageRequest {
-        base: Some(replicate_base(MsgType::Replicate, ts)),
-        channel_name: pchannel.to_string(),
-        begin_ts: ts,
-        end_ts: ts + 2,
-        msgs,
-        start_positions: vec![pos.clone()],
-        end_positions: vec![pos],
-    };
+    let mut next = min_ts.max(*last + 1);
+    let mut attempts = 0u32;
     let c = &sh.client;
-    sh.retry(db, coll, op, || c.replicate_message(req.clone()))
-        .await?;
-    *last = ts + 2;
-    Ok(ts)
+    let res = sh
+        .retry(db, coll, op, || {
+            let ts = next;
+            next = ts + 3;
+            attempts += 1;
+            let mut msgs = build(ts, attempts > 1);
+            msgs.push(time_tick(ts + 2));
+            let pos = MsgPosition {
+                channel_name: pchannel.to_string(),
+                timestamp: ts,
+                ..Default::default()
+            };
+            let req = ReplicateMessageRequest {
+                base: Some(replicate_base(MsgType::Replicate, ts)),
+                channel_name: pchannel.to_string(),
+                begin_ts: ts,
+                end_ts: ts + 2,
+                msgs,
+                start_positions: vec![pos.clone()],
+                end_positions: vec![pos],
+            };
+            async move { c.replicate_message(req).await.map(|_| ts) }
+        })
+        .await;
+    // Whatever the outcome, the last attempt's time tick may be on the channel.
+    *last = next - 1;
+    res
 }
 
 /// Index in `vchannels` of the vchannel of shard `idx` (`..._{collection}v{idx}`).
@@ -179,6 +191,9 @@ pub struct ReplicateSink {
     chans: Arc<Channels>,
     ticker: Option<JoinHandle<()>>,
     metrics: ComponentMetrics,
+    /// Inserts with a source time (ms) up to this one may have been written by a previous
+    /// run: they are sent as delete + insert (see `replay_window_secs`).
+    replay_until_ms: u64,
 }
 
 impl ReplicateSink {
@@ -191,6 +206,7 @@ impl ReplicateSink {
             chans: Arc::default(),
             ticker: None,
             metrics,
+            replay_until_ms: 0,
         }
     }
 
@@ -294,7 +310,25 @@ impl ReplicateSink {
     /// needs distinct message IDs (see [`msg_base`]).
     async fn write_dml(&mut self, ev: &ChangeEvent) -> Result<(), EngineError> {
         match &ev.op {
-            Op::Insert(b) => self.write_part(ev, None, Some(b)).await?,
+            Op::Insert(b) => {
+                // A change a crashed previous run may already have written goes as delete +
+                // insert of its keys, so the replay leaves one copy of each row.
+                let info = self.info(ev).await?;
+                let replay = !info.created_here
+                    && cdc_protocol::ts::physical_ms(ev.position.ts) <= self.replay_until_ms;
+                match crate::batch::pk_ids(&b.columns, &info.pk_name).filter(|_| replay) {
+                    Some(ids) => {
+                        let del = cdc_engine::DeleteBatch {
+                            partition: None,
+                            shard: b.shard.clone(),
+                            num_rows: b.num_rows,
+                            primary_keys: ids,
+                        };
+                        self.write_part(ev, Some(&del), Some(b)).await?
+                    }
+                    None => self.write_part(ev, None, Some(b)).await?,
+                }
+            }
             Op::Delete(d) => self.write_part(ev, Some(d), None).await?,
             Op::Upsert { delete, insert } => {
                 self.write_part(ev, Some(delete), Some(insert)).await?
@@ -349,10 +383,19 @@ impl ReplicateSink {
             cols
         });
         let collection_id = info.collection_id;
-        let build = |ts: u64| {
+        // Keys a retry deletes first (see `send_pack`); an upsert's own delete covers them.
+        let retry_keys = insert
+            .filter(|_| delete.is_none())
+            .and_then(|b| crate::batch::pk_ids(&b.columns, &info.pk_name));
+        let build = |ts: u64, again: bool| {
             let mut msgs = Vec::new();
-            if let Some(d) = delete {
-                let n = crate::expr::ids_len(&d.primary_keys);
+            let del = match delete {
+                Some(d) => Some((&d.primary_keys, d.partition.clone(), del_pid)),
+                None if again => retry_keys.as_ref().map(|k| (k, None, -1)),
+                None => None,
+            };
+            if let Some((keys, partition, partition_id)) = del {
+                let n = crate::expr::ids_len(keys);
                 if n > 0 {
                     msgs.push(Bytes::from(
                         msg::DeleteRequest {
@@ -360,12 +403,12 @@ impl ReplicateSink {
                             shard_name: vch.clone(),
                             db_name: db.to_string(),
                             collection_name: coll.to_string(),
-                            partition_name: d.partition.clone().unwrap_or_default(),
+                            partition_name: partition.unwrap_or_default(),
                             collection_id,
-                            partition_id: del_pid,
+                            partition_id,
                             timestamps: vec![ts; n],
                             num_rows: n as i64,
-                            primary_keys: Some(d.primary_keys.clone()),
+                            primary_keys: Some(keys.clone()),
                             ..Default::default()
                         }
                         .encode_to_vec(),
@@ -441,7 +484,7 @@ impl ReplicateSink {
             None => 0,
         };
         for pch in &d.physical_channel_names {
-            let build = |ts: u64| {
+            let build = |ts: u64, _again: bool| {
                 if let Some(p) = partition {
                     return vec![Bytes::from(
                         msg::DropPartitionRequest {
@@ -515,12 +558,14 @@ impl ReplicateSink {
 #[async_trait]
 impl Sink for ReplicateSink {
     fn delivery(&self) -> DeliveryGuarantee {
-        // ReplicateMessage is not idempotent: a replay after a crash writes rows again.
-        DeliveryGuarantee::AtLeastOnce
+        // Replayed inserts go as delete + insert of their keys, deletes are idempotent and
+        // DDL is check-then-act (see `replay_until_ms`).
+        DeliveryGuarantee::ExactlyOnceInEffect
     }
 
     async fn open(&mut self, ctx: &SinkContext) -> Result<(), EngineError> {
         self.metrics = ctx.metrics.clone();
+        self.replay_until_ms = now_ms() + self.sh.cfg.replay_window_secs * 1000;
         info!(
             message = "Milvus sink opened in replicate mode.",
             sink = %ctx.sink_id,
