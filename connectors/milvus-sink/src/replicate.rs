@@ -105,8 +105,7 @@ fn replicate_base(msg_type: MsgType, ts: u64) -> MsgBase {
 /// the physical channel, so a constant ID (0) silently loses rows whenever two DML messages
 /// share a window (an upsert's delete and insert; packs merged after a seek or while the
 /// stream catches up). Timestamps are unique per channel (deletes `ts`, inserts `ts + 1`,
-/// ticks `ts + 2`), and a retried pack that was in fact produced twice carries the same IDs,
-/// so the standby drops the second copy.
+/// ticks `ts + 2`; a retried pack gets new ones, see [`send_pack`]).
 fn msg_base(msg_type: MsgType, ts: u64) -> Option<MsgBase> {
     Some(MsgBase {
         msg_type: msg_type as i32,
