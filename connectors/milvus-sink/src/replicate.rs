@@ -41,6 +41,11 @@ use crate::meta::{CollectionInfo, MetaCache};
 #[derive(Default)]
 struct Channels {
     map: std::sync::Mutex<HashMap<String, Arc<AsyncMutex<u64>>>>,
+    /// Where a channel's timestamps start: this host's time when the sink opened. A previous
+    /// run (killed or stopped) stamped up to about its own "now", so starting here keeps the
+    /// channel increasing across restarts, and a replayed change's delete (see
+    /// `replay_until_ms`) lands after the copy the previous run wrote.
+    floor: std::sync::atomic::AtomicU64,
 }
 
 impl Channels {
@@ -49,7 +54,10 @@ impl Channels {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        m.entry(pchannel.to_string()).or_default().clone()
+        let floor = self.floor.load(std::sync::atomic::Ordering::Relaxed);
+        m.entry(pchannel.to_string())
+            .or_insert_with(|| Arc::new(AsyncMutex::new(floor)))
+            .clone()
     }
 
     fn all(&self) -> Vec<(String, Arc<AsyncMutex<u64>>)> {
@@ -565,6 +573,10 @@ impl Sink for ReplicateSink {
     async fn open(&mut self, ctx: &SinkContext) -> Result<(), EngineError> {
         self.metrics = ctx.metrics.clone();
         self.replay_until_ms = now_ms() + self.sh.cfg.replay_window_secs * 1000;
+        self.chans.floor.store(
+            cdc_protocol::ts::compose(now_ms(), 0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         info!(
             message = "Milvus sink opened in replicate mode.",
             sink = %ctx.sink_id,
@@ -666,6 +678,14 @@ mod tests {
         let base = m.base.unwrap();
         assert_eq!(base.msg_type, MsgType::TimeTick as i32);
         assert_eq!(base.timestamp, 42);
+    }
+
+    #[test]
+    fn channels_start_at_the_floor_set_when_the_sink_opened() {
+        let c = Channels::default();
+        c.floor.store(1_000, std::sync::atomic::Ordering::Relaxed);
+        let ch = c.get("t-rootcoord-dml_0");
+        assert_eq!(*ch.try_lock().unwrap(), 1_000);
     }
 
     #[test]
