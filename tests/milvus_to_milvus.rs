@@ -8,10 +8,22 @@ use cdc_e2e::{Cdc, Env};
 /// A pipeline replicating only the collections and database of one test (by name prefix);
 /// `opts` is one line of Milvus sink settings (`write: upsert`, `mode: replicate`).
 fn pipeline(env: &Env, name: &str, prefix: &str, target_uri: &str, opts: &str) -> String {
+    pipeline_checkpointed(env, name, prefix, target_uri, opts, 500)
+}
+
+/// [`pipeline`] with checkpoints `interval_ms` apart.
+fn pipeline_checkpointed(
+    env: &Env,
+    name: &str,
+    prefix: &str,
+    target_uri: &str,
+    opts: &str,
+    interval_ms: u64,
+) -> String {
     format!(
         "name: {name}\n{source}transforms:\n  - filter:\n      include: [\"default.{prefix}*\", \"{prefix}db1.*\"]\n\
          sinks:\n  target:\n    milvus:\n      uri: {target_uri}\n      {opts}\n\
-         checkpoint:\n  interval_ms: 500\n",
+         checkpoint:\n  interval_ms: {interval_ms}\n",
         source = env.source_yaml()
     )
 }
@@ -75,7 +87,7 @@ fn kill_minus_nine_mid_stream_then_restart_leaves_target_exact() {
     env.clean(prefix, &[&env.target_uri]);
     // `insert` mode is the one where a replay could duplicate rows: the sink must upsert
     // whatever a previous run may already have written.
-    let yaml = pipeline(&env, "e2e-kill", prefix, &env.target_uri, "write: insert");
+    let yaml = kill_pipeline(&env, "e2e-kill", prefix, &env.target_uri, "write: insert");
     kill_and_restart(&env, prefix, &env.target_uri, &yaml);
 }
 
@@ -88,7 +100,7 @@ fn kill_minus_nine_then_restart_leaves_a_standby_exact() {
     };
     let prefix = &fresh_prefix("e2ereplkill");
     env.clean(prefix, &[]);
-    let yaml = pipeline(
+    let yaml = kill_pipeline(
         &env,
         "e2e-repl-kill",
         prefix,
@@ -108,12 +120,16 @@ fn fresh_prefix(stem: &str) -> String {
     format!("{stem}{}_", secs % 100_000)
 }
 
+/// The pipeline of the kill tests: checkpoints 5 s apart, so the restart replays up to 5 s of
+/// changes the killed run wrote.
+fn kill_pipeline(env: &Env, name: &str, prefix: &str, target_uri: &str, opts: &str) -> String {
+    pipeline_checkpointed(env, name, prefix, target_uri, opts, 5000)
+}
+
 /// DDL and DML, then DML in the background while the CDC is killed with SIGKILL (no final
 /// checkpoint) and restarted on the same state; the target must end equal to the source.
 fn kill_and_restart(env: &Env, prefix: &str, target_uri: &str, yaml: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Checkpoints 5 s apart: the restart replays up to 5 s of changes the killed run wrote.
-    let yaml = &yaml.replace("interval_ms: 500\n", "interval_ms: 5000\n");
     let mut cdc = Cdc::start(env, dir.path(), yaml);
     env.workload(prefix, "ddl-dml", &[]);
     std::thread::sleep(Duration::from_secs(3));

@@ -346,35 +346,14 @@ impl Cdc {
 impl Drop for Cdc {
     fn drop(&mut self) {
         self.kill9();
+        let text = self.log_text();
         if std::env::var_os("MCDC_KEEP_LOGS").is_some() && !std::thread::panicking() {
-            let kept = self.keep_dir.join(format!(
-                "kept-{}",
-                self.log
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("cdc.log")
-            ));
-            let _ = std::fs::create_dir_all(&self.keep_dir);
-            let _ = std::fs::copy(&self.log, &kept);
-            eprintln!("milvus-cdc log kept as {}", kept.display());
+            eprintln!("milvus-cdc log: {}", self.keep_log("kept", &text));
         }
         if std::thread::panicking() {
             // The test failed: its temporary directory (and this log) goes away with it.
-            let text = self.log_text();
-            let kept = self.keep_dir.join(format!(
-                "failed-{}-{}",
-                std::thread::current().name().unwrap_or("test"),
-                self.log
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("cdc.log")
-            ));
-            let kept = match std::fs::create_dir_all(&self.keep_dir)
-                .and_then(|_| std::fs::write(&kept, &text))
-            {
-                Ok(()) => format!("whole log kept as {}", kept.display()),
-                Err(e) => format!("could not keep the log ({e})"),
-            };
+            let label = format!("failed-{}", std::thread::current().name().unwrap_or("test"));
+            let kept = self.keep_log(&label, &text);
             // Progress lines would fill the tail; the kept log has them.
             let lines: Vec<&str> = text
                 .lines()
@@ -391,6 +370,22 @@ impl Drop for Cdc {
                 warn[warn.len().saturating_sub(20)..].join("\n"),
                 lines[lines.len().saturating_sub(40)..].join("\n")
             );
+        }
+    }
+}
+
+impl Cdc {
+    /// Copy the log (`text`) to `keep_dir` as `{label}-{log file name}`; says where, or why not.
+    fn keep_log(&self, label: &str, text: &str) -> String {
+        let name = self
+            .log
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("cdc.log");
+        let kept = self.keep_dir.join(format!("{label}-{name}"));
+        match std::fs::create_dir_all(&self.keep_dir).and_then(|_| std::fs::write(&kept, text)) {
+            Ok(()) => format!("whole log kept as {}", kept.display()),
+            Err(e) => format!("could not keep the log ({e})"),
         }
     }
 }

@@ -371,8 +371,6 @@ pub(crate) enum DdlCall {
     ReleasePartitions(ReleasePartitionsRequest),
 }
 
-/// True when Milvus says the collection or database does not exist (2.3+ codes 100 and 800,
-/// legacy CollectionNotExists / CollectionNameNotFound, or the usual wording).
 /// `Ok(true)` for a success status, `Ok(false)` for one saying the object (collection,
 /// database...) does not exist, the failure otherwise.
 fn found(status: Option<&cdc_protocol::common::Status>) -> Result<bool, Failure> {
@@ -383,6 +381,8 @@ fn found(status: Option<&cdc_protocol::common::Status>) -> Result<bool, Failure>
     }
 }
 
+/// True when Milvus says the collection or database does not exist (2.3+ codes 100 and 800,
+/// legacy CollectionNotExists / CollectionNameNotFound, or the usual wording).
 pub(crate) fn is_not_found(f: &Failure) -> bool {
     match f {
         Failure::Milvus {

@@ -199,7 +199,7 @@ pub struct ReplicateSink {
     ticker: Option<JoinHandle<()>>,
     metrics: ComponentMetrics,
     /// Inserts with a source time (ms) up to this one may have been written by a previous
-    /// run: they are sent as delete + insert (see `replay_window_secs`).
+    /// run: they are sent as delete + insert (see `replay_window_secs` and `write_part`).
     replay_until_ms: u64,
 }
 
@@ -317,25 +317,7 @@ impl ReplicateSink {
     /// needs distinct message IDs (see [`msg_base`]).
     async fn write_dml(&mut self, ev: &ChangeEvent) -> Result<(), EngineError> {
         match &ev.op {
-            Op::Insert(b) => {
-                // A change a crashed previous run may already have written goes as delete +
-                // insert of its keys, so the replay leaves one copy of each row.
-                let info = self.info(ev).await?;
-                let replay = !info.created_here
-                    && cdc_protocol::ts::physical_ms(ev.position.ts) <= self.replay_until_ms;
-                match crate::batch::pk_ids(&b.columns, &info.pk_name).filter(|_| replay) {
-                    Some(ids) => {
-                        let del = cdc_engine::DeleteBatch {
-                            partition: None,
-                            shard: b.shard.clone(),
-                            num_rows: b.num_rows,
-                            primary_keys: ids,
-                        };
-                        self.write_part(ev, Some(&del), Some(b)).await?
-                    }
-                    None => self.write_part(ev, None, Some(b)).await?,
-                }
-            }
+            Op::Insert(b) => self.write_part(ev, None, Some(b)).await?,
             Op::Delete(d) => self.write_part(ev, Some(d), None).await?,
             Op::Upsert { delete, insert } => {
                 self.write_part(ev, Some(delete), Some(insert)).await?
@@ -390,15 +372,20 @@ impl ReplicateSink {
             cols
         });
         let collection_id = info.collection_id;
-        // Keys a retry deletes first (see `send_pack`); an upsert's own delete covers them.
-        let retry_keys = insert
+        // An insert that may repeat an earlier write goes after a delete of its keys, so one
+        // copy of each row remains: a change a crashed previous run may already have written
+        // (`replay_until_ms`), or any retry (see `send_pack`). An upsert's own delete covers
+        // its keys.
+        let replay = !info.created_here
+            && cdc_protocol::ts::physical_ms(ev.position.ts) <= self.replay_until_ms;
+        let redelete_keys = insert
             .filter(|_| delete.is_none())
             .and_then(|b| crate::batch::pk_ids(&b.columns, &info.pk_name));
         let build = |ts: u64, again: bool| {
             let mut msgs = Vec::new();
             let del = match delete {
                 Some(d) => Some((&d.primary_keys, d.partition.clone(), del_pid)),
-                None if again => retry_keys.as_ref().map(|k| (k, None, -1)),
+                None if replay || again => redelete_keys.as_ref().map(|k| (k, None, -1)),
                 None => None,
             };
             if let Some((keys, partition, partition_id)) = del {
