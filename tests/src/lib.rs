@@ -144,6 +144,8 @@ impl Env {
     /// Compare source and target restricted to `prefix` (collections, and the database
     /// `{prefix}db1`); `Err` holds the differences. Never loads a collection for reading
     /// (`--load never`): that would emit Load/Release messages the running CDC replicates.
+    /// The standby (replicate mode) must be a faithful copy, autoID included
+    /// (`--strict-autoid`); api-mode targets keep the source's keys with autoID off.
     pub fn compare(&self, target_uri: &str, prefix: &str, extra: &[&str]) -> Result<(), String> {
         let mut args = vec![
             self.source_uri.as_str(),
@@ -153,6 +155,9 @@ impl Env {
             "--load",
             "never",
         ];
+        if target_uri == self.standby_uri {
+            args.push("--strict-autoid");
+        }
         args.extend_from_slice(extra);
         let (ok, out) = self.py("compare.py", &args);
         if ok {

@@ -122,15 +122,21 @@ impl Shared {
 pub(crate) type Base = Option<MsgBase>;
 
 /// The `CreateCollection` request for `def`, named `coll` in `db`.
+///
+/// `keep_auto_id` (replicate mode): the schema keeps the source's `autoID` exactly. Replicated
+/// inserts carry their keys as raw messages, which a standby stores whatever the schema says,
+/// and a standby is what users promote after a disaster: its applications insert without keys.
+/// Otherwise (api mode) `autoID` is turned off, since the target must keep the source's keys
+/// for upserts and deletes by primary key to work (README: "promoting an api-mode target").
 pub(crate) fn create_collection_request(
     db: &str,
     coll: &str,
     def: &CollectionDef,
     base: Base,
+    keep_auto_id: bool,
 ) -> CreateCollectionRequest {
     let mut schema = def.schema.clone();
     schema.name = coll.to_string();
-    schema.auto_id = false;
     // The target adds `$meta` itself when `enable_dynamic_field` is set and refuses an explicit
     // dynamic field; system fields (RowID 0, Timestamp 1) are never user-created.
     schema
@@ -139,10 +145,13 @@ pub(crate) fn create_collection_request(
     if def.schema.fields.iter().any(|f| f.is_dynamic) {
         schema.enable_dynamic_field = true;
     }
-    for f in &mut schema.fields {
-        if f.is_primary_key {
-            // Keep the source's keys: upsert and delete by primary key need them.
-            f.auto_id = false;
+    if !keep_auto_id {
+        schema.auto_id = false;
+        for f in &mut schema.fields {
+            if f.is_primary_key {
+                // Keep the source's keys: upsert and delete by primary key need them.
+                f.auto_id = false;
+            }
         }
     }
     let partition_key = schema.fields.iter().any(|f| f.is_partition_key);
@@ -219,7 +228,8 @@ pub(crate) async fn ensure_collection(
                 ));
             };
             ensure_database(sh, db, base.clone()).await?;
-            let req = create_collection_request(db, coll, def, base);
+            let keep_auto_id = sh.cfg.mode == crate::config::SinkMode::Replicate;
+            let req = create_collection_request(db, coll, def, base, keep_auto_id);
             sh.ddl(
                 db,
                 coll,
@@ -512,7 +522,7 @@ mod tests {
             num_partitions: 16,
             ..Default::default()
         };
-        let r = create_collection_request("db", "dst", &def, None);
+        let r = create_collection_request("db", "dst", &def, None, false);
         assert_eq!(r.collection_name, "dst");
         assert_eq!(r.shards_num, 2);
         assert_eq!(r.consistency_level, 2);
@@ -527,5 +537,12 @@ mod tests {
         let names: Vec<_> = s.fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, vec!["id", "v"]);
         assert!(!s.fields[0].auto_id);
+
+        // Replicate mode: the standby keeps the schema exactly, autoID included.
+        let r = create_collection_request("db", "dst", &def, None, true);
+        let s = CollectionSchema::decode(r.schema).unwrap();
+        assert!(s.fields[0].auto_id, "the primary key stays autoID");
+        let names: Vec<_> = s.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, vec!["id", "v"]);
     }
 }
