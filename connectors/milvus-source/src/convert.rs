@@ -27,6 +27,36 @@ use crate::merger::Released;
 use crate::meta::cache::{MetaCache, DEFAULT_DB, DEFAULT_PARTITION};
 use crate::meta::def::def_from_create_message;
 
+/// The collection a change is about when neither the message nor the metadata cache can
+/// name it (`Some(collection id)`, 0 when the message has no id), or `None` when it can be
+/// attributed (or is not about one collection). See [`crate::attribution`] for the messages
+/// Milvus sends without names.
+///
+/// A DML-channel message (it has a collection ID) is attributed when the cache knows its
+/// collection, or when it names both database and collection itself: an empty database there
+/// does not mean `default` (RootCoord leaves it out everywhere). A replicate-channel request
+/// (names only) needs its collection name; an empty database name there is `default`.
+pub(crate) fn unattributed(payload: &Payload, cache: &MetaCache) -> Option<i64> {
+    let known = |id: i64| cache.collection_names(id).is_some();
+    match payload {
+        Payload::Mq(m) => {
+            let name = m.collection_name()?;
+            match m.collection_id() {
+                Some(id) if known(id) => None,
+                Some(_) if !name.is_empty() && m.db_name().is_some_and(|d| !d.is_empty()) => None,
+                Some(id) => Some(id),
+                None if name.is_empty() => Some(0),
+                None => None,
+            }
+        }
+        Payload::PartitionCreated { collection_id, .. }
+        | Payload::PartitionsLoaded { collection_id, .. }
+        | Payload::PartitionsReleased { collection_id, .. } => {
+            (!known(*collection_id)).then_some(*collection_id)
+        }
+    }
+}
+
 /// Remembers what was already emitted, for DDL that Milvus writes once per channel.
 #[derive(Debug, Default)]
 pub(crate) struct Converter {

@@ -64,6 +64,18 @@ pub(crate) enum Payload {
     },
 }
 
+impl Payload {
+    /// Name of the change, for logs and errors (`"DropPartition"`, `"CreatePartition (etcd)"`).
+    pub(crate) fn kind(&self) -> String {
+        match self {
+            Payload::Mq(m) => type_label(m.msg_type()),
+            Payload::PartitionCreated { .. } => "CreatePartition (etcd)".into(),
+            Payload::PartitionsLoaded { .. } => "LoadPartitions (etcd)".into(),
+            Payload::PartitionsReleased { .. } => "ReleasePartitions (etcd)".into(),
+        }
+    }
+}
+
 /// What the reader makes of one message.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]

@@ -22,6 +22,7 @@ pub mod decode;
 pub mod meta;
 pub mod mq;
 
+mod attribution;
 mod convert;
 mod input;
 mod merger;

@@ -172,6 +172,17 @@ impl<T> Merger<T> {
         self.channels.len() - 1
     }
 
+    /// Declares everything up to `done` consumed before the channel's first message is read
+    /// (its resolved start), so a checkpoint cut before any message keeps the start. Ignored
+    /// once the channel has a position of its own.
+    pub fn set_start(&mut self, ch: usize, done: Offset) {
+        if let Some(c) = self.channels.get_mut(ch) {
+            if c.done.is_none() && c.marks.is_empty() {
+                c.done = Some(done);
+            }
+        }
+    }
+
     /// Index of a channel by name.
     pub fn channel_index(&self, name: &str) -> Option<usize> {
         self.channels.iter().position(|c| &*c.name == name)

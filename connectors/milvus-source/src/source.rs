@@ -8,10 +8,13 @@
 //!  replicate ─► reader task ──────► bounded ─┘   (timestamp order, probe rounds)
 //! ```
 //!
-//! `open` scans etcd, lists the existing `{cluster}-rootcoord-dml_N` topics and starts one
-//! reader per channel (plus the replicate channel); a collection that appears in etcd on a
-//! physical channel not yet read starts a reader there at the collection's start position, so
-//! its first rows are not missed.
+//! `open` first lists the existing `{cluster}-rootcoord-dml_N` topics and fixes where each is
+//! read from (the checkpoint, a user position, or `latest`/`earliest` resolved to a concrete
+//! offset now), then scans etcd, and only then returns: the positions it reports are the
+//! task's start, stored by the engine's start barrier before any change flows. A channel
+//! whose topic does not exist yet is read from its beginning. A collection that appears in
+//! etcd later on a physical channel not yet read starts a reader there at the collection's
+//! start position, so its first rows are not missed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::poll_fn;
@@ -26,19 +29,20 @@ use cdc_protocol::{channel, position};
 use cdc_state::Offsets;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use crate::attribution::{Attribution, Decision};
 use crate::config::{MilvusSourceConfig, MqConfig, StartFrom, COMPONENT};
-use crate::convert::{Converter, Ctx};
+use crate::convert::{self, Converter, Ctx};
 use crate::decode::Payload;
 use crate::input::Input;
-use crate::merger::{ChannelKind, Merger};
+use crate::merger::{ChannelKind, Merger, Released};
 use crate::meta::load::LoadState;
 use crate::meta::watcher::{self, WatchTask};
 use crate::meta::{MetaCache, MetaChange};
 use crate::mq::kafka::KafkaClient;
 use crate::mq::pulsar::PulsarClient;
-use crate::mq::{MqClient, StartAt};
+use crate::mq::{MqClient, Resolved, StartAt, BEFORE_FIRST};
 use crate::reader::ReaderTask;
 
 /// Shortest time between two probe rounds while changes arrive.
@@ -49,6 +53,11 @@ const ROUND_MAX_GAP: Duration = Duration::from_millis(100);
 const ROUND_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long `next` sleeps when nothing arrives, before re-checking rounds and idleness.
 const POLL_SLEEP: Duration = Duration::from_millis(20);
+/// How long a change whose collection nobody can name yet is held (with everything after
+/// it) for the etcd watch to name it, before the `on_decode_error` policy decides (see
+/// [`crate::attribution`]): RootCoord writes a new collection's etcd entry milliseconds after
+/// its CreateCollection message, seconds on a loaded machine.
+const UNATTRIBUTED_WAIT: Duration = Duration::from_secs(10);
 
 /// Reads change events from a source Milvus (etcd metadata plus its message queue), in
 /// hybrid-timestamp order across channels. See the crate documentation.
@@ -83,6 +92,10 @@ struct Running {
     on_decode_error: crate::config::OnDecodeError,
     metrics: ComponentMetrics,
     cluster: String,
+    /// Where each channel's reader started (the first offset it reads).
+    starts: BTreeMap<String, Offset>,
+    /// Holds a released group whose collection cannot be named yet.
+    attribution: Attribution,
 }
 
 impl Drop for Running {
@@ -147,9 +160,31 @@ impl MilvusSource {
         }
         Ok(match (user, self.cfg.start) {
             (Some(o), _) => StartAt::After(o),
+            // A resumed pipeline stored every channel it read at its start; a channel without
+            // a checkpoint came into being after that start, so all of it is new.
+            (None, _) if !resume.is_empty() => StartAt::After(BEFORE_FIRST.to_vec()),
             (None, StartFrom::Latest) => StartAt::Latest,
             (None, StartFrom::Earliest) => StartAt::Earliest,
         })
+    }
+
+    /// The starts of `names`, resolved by the broker in parallel.
+    async fn resolve_all(
+        &self,
+        names: impl IntoIterator<Item = String>,
+        resume: &Offsets,
+        client: &dyn MqClient,
+    ) -> Result<Vec<(String, Resolved)>, EngineError> {
+        let mut wanted = Vec::new();
+        for name in names {
+            let start = self.start_of(&name, resume, client)?;
+            wanted.push((name, start));
+        }
+        futures::future::try_join_all(wanted.into_iter().map(|(name, start)| async move {
+            let r = client.resolve(&name, start).await?;
+            Ok::<_, EngineError>((name, r))
+        }))
+        .await
     }
 }
 
@@ -159,21 +194,27 @@ fn lag_ms(ts: u64) -> u64 {
 }
 
 impl Running {
-    fn spawn_reader(&mut self, name: &str, kind: ChannelKind, start: StartAt) {
+    fn spawn_reader(&mut self, name: &str, kind: ChannelKind, start: Resolved) {
         let (tx, rx) = mpsc::channel(self.buffer);
         let (probe, probes) = mpsc::unbounded_channel();
-        info!(message = "Reading source channel.", channel = name, start = ?start);
+        info!(message = "Reading source channel.", channel = name, start = ?start.start);
+        if let StartAt::At(o) = &start.start {
+            self.starts.insert(name.to_string(), o.clone());
+        }
         let task = ReaderTask {
             client: self.client.clone(),
             channel: name.to_string(),
-            start,
+            start: start.start,
             tx,
             probes,
             on_decode_error: self.on_decode_error,
             metrics: self.metrics.clone(),
         };
         let task = tokio::spawn(task.run());
-        self.merger.add_channel(name, kind, Instant::now());
+        let i = self.merger.add_channel(name, kind, Instant::now());
+        if let Some(done) = start.done {
+            self.merger.set_start(i, done);
+        }
         self.chans.push(Chan { rx, probe, task });
     }
 
@@ -202,14 +243,37 @@ impl Running {
         {
             for p in pchannels {
                 let is_ours = channel::parse_pchannel(&p).is_some_and(|(c, _)| c == self.cluster);
-                if !live || !is_ours || self.merger.channel_index(&p).is_some() {
+                if !live || !is_ours {
                     continue;
                 }
-                let start = start_positions
+                let first = start_positions
                     .iter()
                     .find(|(k, _)| *k == p || channel::pchannel_of(k) == Some(p.as_str()))
-                    .and_then(|(_, id)| self.client.offset_of_msg_id(id).ok())
-                    .map_or(StartAt::Earliest, StartAt::At);
+                    .and_then(|(_, id)| self.client.offset_of_msg_id(id).ok());
+                if self.merger.channel_index(&p).is_some() {
+                    // Read already. Its reader started before the collection's first message,
+                    // unless the collection was being created while the source opened.
+                    if let (Some(first), Some(start)) = (&first, self.starts.get(&p)) {
+                        if first < start {
+                            self.metrics.error("start_after_collection");
+                            warn!(
+                                message = "A collection was created while the source opened; \
+                                           its first messages precede the start position and \
+                                           are not replicated.",
+                                collection_id = id,
+                                channel = %p,
+                            );
+                        }
+                    }
+                    continue;
+                }
+                // Not resolved here (`next` must stay cancel-safe): a checkpoint cut before
+                // its first message lacks it, and a resume then reads this channel, which did
+                // not exist when the source opened, from its beginning.
+                let start = Resolved {
+                    start: first.map_or(StartAt::After(BEFORE_FIRST.to_vec()), StartAt::At),
+                    done: None,
+                };
                 info!(message = "New collection on an unread channel; reading it from the collection's start.", collection_id = id, channel = %p);
                 self.spawn_reader(&p, ChannelKind::Dml, start);
             }
@@ -300,21 +364,43 @@ impl Running {
         }
     }
 
-    /// Converts the next releasable group; false when none is releasable.
+    /// Converts the next releasable group; false when none is releasable (or the next one
+    /// waits for its collection to be named).
     fn release(&mut self) -> Result<bool, EngineError> {
-        let Some(group) = self.merger.pop_releasable() else {
-            return Ok(false);
+        let (group, since) = match self.attribution.take_held() {
+            Some(held) => held,
+            None => match self.merger.pop_releasable() {
+                Some(g) => (g, Instant::now()),
+                None => return Ok(false),
+            },
+        };
+        let decision = {
+            let cache = self.cache.clone();
+            let cache = cache
+                .lock()
+                .map_err(|_| EngineError::internal(COMPONENT, "metadata cache lock poisoned"))?;
+            self.attribution
+                .decide(group, since, &cache, Instant::now())
+        };
+        let (mut group, gave_up) = match decision {
+            Decision::Release(g) => (g, None),
+            Decision::Hold => return Ok(false),
+            Decision::GaveUp {
+                group,
+                index,
+                collection_id,
+            } => (group, Some((index, collection_id))),
         };
         let marks: Vec<(usize, Offset)> = group
             .iter()
             .map(|r| (r.channel, r.offset.clone()))
             .collect();
-        let Some(first) = group.first() else {
-            return Ok(true);
-        };
-        let channel = self.merger.channel_name(first.channel);
+        if let Some((k, id)) = gave_up {
+            self.unattributed(&mut group, k, id)?;
+        }
         let mut events = Vec::new();
-        {
+        if let Some(first) = group.first() {
+            let channel = self.merger.channel_name(first.channel);
             let cache = self.cache.clone();
             let mut cache = cache
                 .lock()
@@ -342,6 +428,42 @@ impl Running {
         }
         Ok(true)
     }
+
+    /// `group[k]` is about collection `id`, which nothing names: counted, logged, then
+    /// skipped (the caller still marks its offsets consumed) or, with `on_decode_error:
+    /// pause`, an error that stops the pipeline.
+    fn unattributed(
+        &mut self,
+        group: &mut Vec<Released<Payload>>,
+        k: usize,
+        id: i64,
+    ) -> Result<(), EngineError> {
+        let r = &group[k];
+        let channel = self.merger.channel_name(r.channel);
+        let offset = crate::decode::offset_label(&r.offset);
+        let kind = r.payload.kind();
+        self.metrics.error("unattributed");
+        let what = format!(
+            "channel {channel} offset {offset}: a {kind} change of collection id {id} cannot be \
+             attributed: neither the message nor the source's etcd metadata names its \
+             collection (waited {} s; e.g. a garbage-collection message of a collection \
+             removed from etcd before the task started)",
+            self.attribution.wait().as_secs()
+        );
+        match self.on_decode_error {
+            crate::config::OnDecodeError::Pause => Err(EngineError::new(
+                COMPONENT,
+                cdc_engine::ErrorKind::Decode,
+                format!("{what}. Set `on_decode_error: skip` to skip such changes"),
+            )),
+            crate::config::OnDecodeError::Skip => {
+                warn!(message = "Unattributed change skipped.", channel = %channel, offset, kind = %kind, collection_id = id);
+                let cache = self.lock_cache()?;
+                group.retain(|r| convert::unattributed(&r.payload, &cache).is_none());
+                Ok(())
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -352,23 +474,13 @@ impl Source for MilvusSource {
             MqConfig::Kafka(k) => Arc::new(KafkaClient::new(k, &self.group)),
             MqConfig::Pulsar(p) => Arc::new(PulsarClient::new(p, &self.group)),
         };
-        let meta_root = cfg.meta_root();
-        let mut etcd = watcher::connect(&cfg.etcd).await?;
-        let mut cache = MetaCache::default();
-        let mut loads = LoadState::default();
-        let revision =
-            watcher::scan(&mut etcd, &meta_root, &mut cache, &mut loads, &self.metrics).await?;
-        let topics = client.list_channels().await?;
-
         let replicate = cfg.replicate_channel_name();
         let meta_channel = self.meta_channel_name();
+
+        // 1. Fix the start of every channel that exists now, before the metadata is read: a
+        //    collection that the scan below misses wrote its first messages after these.
+        let topics = client.list_channels().await?;
         let mut dml: BTreeSet<String> = topics.into_iter().filter(|t| self.is_dml(t)).collect();
-        dml.extend(
-            cache
-                .live_pchannels()
-                .into_iter()
-                .filter(|p| self.is_dml(p)),
-        );
         dml.extend(
             resume
                 .keys()
@@ -380,6 +492,36 @@ impl Source for MilvusSource {
                 dml.insert(p.to_string());
             }
         }
+        let mut starts = self
+            .resolve_all(
+                dml.iter().cloned().chain([replicate.clone()]),
+                resume,
+                client.as_ref(),
+            )
+            .await?;
+
+        // 2. The metadata; channels of live collections whose topic did not exist in step 1
+        //    are read from their beginning (everything in them is newer than the start).
+        let meta_root = cfg.meta_root();
+        let mut etcd = watcher::connect(&cfg.etcd).await?;
+        let mut cache = MetaCache::default();
+        let mut loads = LoadState::default();
+        let revision =
+            watcher::scan(&mut etcd, &meta_root, &mut cache, &mut loads, &self.metrics).await?;
+        let late: Vec<String> = cache
+            .live_pchannels()
+            .into_iter()
+            .filter(|p| self.is_dml(p) && !dml.contains(p))
+            .collect();
+        for p in late {
+            let start = match resume.get(&p) {
+                Some(o) => StartAt::After(o.clone()),
+                None => StartAt::After(BEFORE_FIRST.to_vec()),
+            };
+            starts.push((p.clone(), client.resolve(&p, start).await?));
+            dml.insert(p);
+        }
+
         let replay_partitions = !resume.is_empty() || cfg.start == StartFrom::Earliest;
         // Partition creations are replayed from etcd on resume, except those at or before
         // the committed position of the etcd pseudo-channel (already written by every sink).
@@ -401,6 +543,26 @@ impl Source for MilvusSource {
         } else {
             Vec::new()
         };
+        // The pseudo-channel's start: on a fresh `latest` start the partitions that exist
+        // now are part of the past; on a resume, its checkpoint.
+        let meta_start = match (meta_done, cfg.start) {
+            (Some(done), _) => Some(done.clone()),
+            (None, _) if !resume.is_empty() => None,
+            (None, StartFrom::Earliest) => Some(BEFORE_FIRST.to_vec()),
+            (None, StartFrom::Latest) => Some(
+                cache
+                    .user_partitions()
+                    .iter()
+                    .filter_map(|c| match c {
+                        MetaChange::PartitionCreated {
+                            partition_id, ts, ..
+                        } => Some(watcher::partition_offset(*ts, *partition_id)),
+                        MetaChange::Collection { .. } => None,
+                    })
+                    .max()
+                    .unwrap_or_default(),
+            ),
+        };
 
         let mut run = Running {
             client: client.clone(),
@@ -415,6 +577,8 @@ impl Source for MilvusSource {
             on_decode_error: cfg.on_decode_error,
             metrics: self.metrics.clone(),
             cluster: cfg.cluster_prefix.clone(),
+            starts: BTreeMap::new(),
+            attribution: Attribution::new(UNATTRIBUTED_WAIT),
         };
 
         // The etcd watch is channel 0.
@@ -436,16 +600,18 @@ impl Source for MilvusSource {
         let meta_idx = run
             .merger
             .add_channel(&meta_channel, ChannelKind::Meta, Instant::now());
+        if let Some(done) = meta_start {
+            run.merger.set_start(meta_idx, done);
+        }
         run.chans.push(Chan { rx, probe, task });
 
-        let mut starts: BTreeMap<String, StartAt> = BTreeMap::new();
-        for name in &dml {
-            starts.insert(name.clone(), self.start_of(name, resume, client.as_ref())?);
-        }
-        let replicate_start = self.start_of(&replicate, resume, client.as_ref())?;
-        run.spawn_reader(&replicate, ChannelKind::Replicate, replicate_start);
         for (name, start) in starts {
-            run.spawn_reader(&name, ChannelKind::Dml, start);
+            let kind = if name == replicate {
+                ChannelKind::Replicate
+            } else {
+                ChannelKind::Dml
+            };
+            run.spawn_reader(&name, kind, start);
         }
         run.refresh_live()?;
         let now = Instant::now();

@@ -164,6 +164,11 @@ impl Op {
         }
     }
 
+    /// True for operations on a whole database (they carry no collection).
+    pub fn is_database_level(&self) -> bool {
+        matches!(self, Op::Ddl(d) if d.is_database_level())
+    }
+
     /// Rows affected (0 for DDL).
     pub fn rows(&self) -> usize {
         match self {

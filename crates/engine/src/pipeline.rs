@@ -18,6 +18,12 @@
 //!   be one epoch ahead after a crash between the two commits.
 //! * A full sink channel blocks the source (backpressure): memory stays bounded by the channel
 //!   capacities.
+//! * Start: right after the source opened (its start positions resolved to concrete offsets),
+//!   the source task cuts a *start barrier* at once. When every sink committed it, the start is
+//!   stored ([`RunningPipeline::wait_started`] returns): a crash from then on resumes there,
+//!   and changes made after that moment are never behind the start. Without it, a crash
+//!   before the first periodic checkpoint would restart from `latest` again and skip what
+//!   came in between.
 //! * Stop: the source cuts a final barrier, sinks flush and commit it, then the pipeline ends.
 
 use std::collections::BTreeMap;
@@ -26,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cdc_state::{Offsets, StateStore};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -112,11 +118,56 @@ impl PipelineStatus {
     }
 }
 
+/// Whether the pipeline's start positions are stored yet.
+#[derive(Debug, Clone)]
+enum StartState {
+    /// Sinks and source are opening, or the start barrier is not committed by every sink yet.
+    Pending,
+    /// Every sink committed the start barrier.
+    Stored,
+    /// The pipeline ended before that, with this error (or `None`: it ended cleanly).
+    Ended(Option<EngineError>),
+}
+
+/// Counts the sinks that committed the start barrier and announces when all did.
+struct StartTracker {
+    epoch: AtomicU64,
+    remaining: std::sync::atomic::AtomicUsize,
+    tx: watch::Sender<StartState>,
+}
+
+impl StartTracker {
+    fn committed(&self, epoch: u64) {
+        if epoch != self.epoch.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            info!(
+                message = "Start positions stored; a restart resumes from here.",
+                epoch
+            );
+            self.tx.send_replace(StartState::Stored);
+        }
+    }
+
+    fn ended(&self, result: &Result<(), EngineError>) {
+        self.tx.send_if_modified(|s| {
+            if matches!(s, StartState::Pending) {
+                *s = StartState::Ended(result.as_ref().err().cloned());
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
 /// Handle on a running pipeline.
 pub struct RunningPipeline {
     stop: CancellationToken,
     /// Live counters.
     pub status: Arc<PipelineStatus>,
+    started: watch::Receiver<StartState>,
     join: tokio::task::JoinHandle<Result<(), EngineError>>,
 }
 
@@ -124,6 +175,30 @@ impl RunningPipeline {
     /// Ask the pipeline to stop after a final checkpoint.
     pub fn stop(&self) {
         self.stop.cancel();
+    }
+
+    /// Wait until the pipeline's start is stored: every sink opened and committed the start
+    /// barrier (the source's positions right after it opened). From then on a restart resumes
+    /// at or before those positions, so every change made after this returns is replicated.
+    ///
+    /// # Errors
+    /// The pipeline ended before that: the error that ended it (a clean end before the start
+    /// was stored is reported as an internal error).
+    pub async fn wait_started(&self) -> Result<(), EngineError> {
+        let mut rx = self.started.clone();
+        let state = rx
+            .wait_for(|s| !matches!(s, StartState::Pending))
+            .await
+            .map(|s| s.clone())
+            .unwrap_or(StartState::Ended(None));
+        match state {
+            StartState::Stored => Ok(()),
+            StartState::Ended(Some(e)) => Err(e),
+            StartState::Ended(None) | StartState::Pending => Err(EngineError::internal(
+                "pipeline",
+                "the pipeline ended before its start positions were stored",
+            )),
+        }
     }
 
     /// True once the pipeline has ended (stopped or failed).
@@ -148,8 +223,14 @@ impl Pipeline {
     pub fn spawn(self, store: Arc<dyn StateStore>) -> RunningPipeline {
         let stop = CancellationToken::new();
         let status = Arc::new(PipelineStatus::default());
-        let join = tokio::spawn(run(self, store, stop.clone(), status.clone()));
-        RunningPipeline { stop, status, join }
+        let (tx, started) = watch::channel(StartState::Pending);
+        let join = tokio::spawn(run(self, store, stop.clone(), status.clone(), tx));
+        RunningPipeline {
+            stop,
+            status,
+            started,
+            join,
+        }
     }
 
     /// Run to completion (until `stop` is cancelled, the source ends, or a component fails).
@@ -158,7 +239,8 @@ impl Pipeline {
         store: Arc<dyn StateStore>,
         stop: CancellationToken,
     ) -> Result<(), EngineError> {
-        run(self, store, stop, Arc::new(PipelineStatus::default())).await
+        let (tx, _) = watch::channel(StartState::Pending);
+        run(self, store, stop, Arc::new(PipelineStatus::default()), tx).await
     }
 }
 
@@ -184,6 +266,24 @@ async fn run(
     store: Arc<dyn StateStore>,
     stop: CancellationToken,
     status: Arc<PipelineStatus>,
+    started: watch::Sender<StartState>,
+) -> Result<(), EngineError> {
+    let tracker = Arc::new(StartTracker {
+        epoch: AtomicU64::new(0),
+        remaining: std::sync::atomic::AtomicUsize::new(p.sinks.len()),
+        tx: started,
+    });
+    let result = run_pipeline(p, store, stop, status, tracker.clone()).await;
+    tracker.ended(&result);
+    result
+}
+
+async fn run_pipeline(
+    p: Pipeline,
+    store: Arc<dyn StateStore>,
+    stop: CancellationToken,
+    status: Arc<PipelineStatus>,
+    tracker: Arc<StartTracker>,
 ) -> Result<(), EngineError> {
     let Pipeline {
         name,
@@ -211,6 +311,7 @@ async fn run(
     }
     // Epochs keep increasing past every checkpoint ever stored.
     let mut first_epoch = checkpoints.iter().map(|c| c.epoch).max().unwrap_or(0) + 1;
+    let mut sink_tasks = Vec::new();
     info!(
         message = "Starting pipeline.",
         pipeline = %name,
@@ -251,7 +352,13 @@ async fn run(
         resume_from.push(cp.offsets);
         let (tx, rx) = mpsc::channel(options.channel_capacity.max(1));
         senders.push(tx);
-        tasks.spawn(run_sink(sink, ctx, rx, store.clone(), status.clone()));
+        sink_tasks.push((sink, ctx, rx));
+    }
+    // The start barrier's epoch is known only now (a sink's own checkpoint may raise it).
+    tracker.epoch.store(first_epoch, Ordering::Relaxed);
+    for (sink, ctx, rx) in sink_tasks {
+        let (store, status, tracker) = (store.clone(), status.clone(), tracker.clone());
+        tasks.spawn(run_sink(sink, ctx, rx, store, status, tracker));
     }
     let resume = resume_offsets(&resume_from);
     debug!(
@@ -339,7 +446,6 @@ async fn run_source(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
-    let mut last_offsets: Option<Offsets> = None;
     let mut changed_since_barrier = false;
 
     // Deliver to every sink still running; Err only when none is left (a sink that ended
@@ -358,6 +464,24 @@ async fn run_source(
             }
         }
     };
+
+    // The start barrier: the positions the source resolved in `open`, stored before any change.
+    let start = source.offsets();
+    info!(
+        message = "Storing the start positions.",
+        epoch,
+        channels = start.len()
+    );
+    let b = Barrier {
+        epoch,
+        offsets: Arc::new(start.clone()),
+        then_stop: false,
+    };
+    if send_all(Message::Barrier(b)).await.is_err() {
+        return Ok(());
+    }
+    let mut last_offsets = Some(start);
+    epoch += 1;
 
     'outer: loop {
         tokio::select! {
@@ -415,8 +539,9 @@ async fn run_sink(
     mut rx: mpsc::Receiver<Message>,
     store: Arc<dyn StateStore>,
     status: Arc<PipelineStatus>,
+    tracker: Arc<StartTracker>,
 ) -> Result<(), EngineError> {
-    let r = sink_loop(&mut *sink, &ctx, &mut rx, &store, &status).await;
+    let r = sink_loop(&mut *sink, &ctx, &mut rx, &store, &status, &tracker).await;
     if let Err(e) = &r {
         ctx.metrics.error(&format!("{:?}", e.kind));
     }
@@ -430,6 +555,7 @@ async fn sink_loop(
     rx: &mut mpsc::Receiver<Message>,
     store: &Arc<dyn StateStore>,
     status: &PipelineStatus,
+    tracker: &StartTracker,
 ) -> Result<(), EngineError> {
     let tick = sink.tick_interval();
     let mut ticker = tokio::time::interval(tick.unwrap_or(Duration::from_secs(3600)));
@@ -481,6 +607,7 @@ async fn sink_loop(
                         e.insert(k.clone(), v.clone());
                     }
                 }
+                tracker.committed(b.epoch);
                 debug!(message = "Checkpoint committed.", sink = %ctx.sink_id, epoch = b.epoch);
                 if b.then_stop {
                     return Ok(());

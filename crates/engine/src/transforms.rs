@@ -35,10 +35,10 @@ impl NamePattern {
         })
     }
 
-    /// Does the pattern match this database (and collection; empty collection = database-level
+    /// Does the pattern match this database and collection (`None`: a database-level
     /// operation, matched by the database part alone)?
-    pub fn matches(&self, db: &str, collection: &str) -> bool {
-        wildcard(&self.db, db) && (collection.is_empty() || wildcard(&self.collection, collection))
+    pub fn matches(&self, db: &str, collection: Option<&str>) -> bool {
+        wildcard(&self.db, db) && collection.is_none_or(|c| wildcard(&self.collection, c))
     }
 }
 
@@ -106,13 +106,13 @@ impl Filter {
         })
     }
 
-    /// Would a change on `db`/`collection` pass?
-    pub fn accepts(&self, db: &str, collection: &str) -> bool {
+    /// Would a change on `db`/`collection` pass (`None`: a database-level operation)?
+    pub fn accepts(&self, db: &str, collection: Option<&str>) -> bool {
         self.include.iter().any(|p| p.matches(db, collection))
-            && !(self.exclude.iter().any(|p| {
+            && !(self.exclude.iter().any(|p| match collection {
                 // a database-level operation is only excluded by a whole-database exclusion
-                (collection.is_empty() && p.collection == "*" && wildcard(&p.db, db))
-                    || (!collection.is_empty() && p.matches(db, collection))
+                None => p.collection == "*" && wildcard(&p.db, db),
+                Some(_) => p.matches(db, collection),
             }))
     }
 }
@@ -122,10 +122,29 @@ impl Operator for Filter {
         "filter"
     }
 
+    /// A collection-level change without a collection name cannot be filtered: sources
+    /// must attribute every change (passing it would let it through every filter, dropping
+    /// it would lose it silently), so it is an error naming the change.
     fn process(&mut self, event: ChangeEvent) -> Result<Option<ChangeEvent>, EngineError> {
-        Ok(self
-            .accepts(&event.database, &event.collection)
-            .then_some(event))
+        let collection = if event.op.is_database_level() {
+            None
+        } else if event.collection.is_empty() {
+            return Err(EngineError::internal(
+                "filter",
+                format!(
+                    "a {} change of collection id {} in database {:?} (channel {}, offset {:?}) \
+                     has no collection name; the source must name every collection-level change",
+                    event.op.kind(),
+                    event.collection_id,
+                    event.database,
+                    event.position.channel,
+                    event.position.offset
+                ),
+            ));
+        } else {
+            Some(event.collection.as_str())
+        };
+        Ok(self.accepts(&event.database, collection).then_some(event))
     }
 }
 
@@ -222,22 +241,60 @@ mod tests {
             exclude: vec!["default.secret".into()],
         })
         .unwrap();
-        assert!(f.accepts("default", "a"));
-        assert!(!f.accepts("default", "secret"));
-        assert!(f.accepts("db1", "keep_me"));
-        assert!(!f.accepts("db1", "other"));
-        assert!(!f.accepts("db2", "x"));
+        assert!(f.accepts("default", Some("a")));
+        assert!(!f.accepts("default", Some("secret")));
+        assert!(f.accepts("db1", Some("keep_me")));
+        assert!(!f.accepts("db1", Some("other")));
+        assert!(!f.accepts("db2", Some("x")));
         // database-level operations pass when the database is covered
-        assert!(f.accepts("db1", ""));
-        assert!(f.accepts("default", ""));
-        assert!(!f.accepts("db2", ""));
+        assert!(f.accepts("db1", None));
+        assert!(f.accepts("default", None));
+        assert!(!f.accepts("db2", None));
         let everything = Filter::new(&FilterConfig::default()).unwrap();
-        assert!(everything.accepts("any", "thing"));
+        assert!(everything.accepts("any", Some("thing")));
         assert!(Filter::new(&FilterConfig {
             include: vec![".x".into()],
             exclude: vec![]
         })
         .is_err());
+    }
+
+    /// The filter of issue 12 (`*.hx*`, `hx_db.*`) met a collection-level change with no
+    /// collection name: it used to pass every filter as if database-level.
+    #[test]
+    fn a_collection_change_without_a_name_is_an_error_not_a_database_change() {
+        use crate::event::{Ddl, Op, SourcePosition};
+        let mut f = Filter::new(&FilterConfig {
+            include: vec!["*.hx*".into(), "hx_db.*".into()],
+            exclude: vec![],
+        })
+        .unwrap();
+        let ev = |coll: &str, op: Op| ChangeEvent {
+            position: SourcePosition {
+                channel: "by-dev-rootcoord-dml_1".into(),
+                offset: vec![0, 0, 0, 0, 0, 0, 0, 7],
+                ts: 1,
+            },
+            database: "default".into(),
+            collection: coll.into(),
+            collection_id: 42,
+            collection_def: None,
+            op,
+        };
+        let drop_part = || {
+            Op::Ddl(Ddl::DropPartition {
+                partition: "p1".into(),
+            })
+        };
+        let err = f.process(ev("", drop_part())).unwrap_err();
+        assert!(err.message.contains("collection id 42"), "{err}");
+        assert!(err.message.contains("dml_1"), "{err}");
+        assert!(f.process(ev("other", drop_part())).unwrap().is_none());
+        assert!(f.process(ev("hx_a", drop_part())).unwrap().is_some());
+        assert!(f
+            .process(ev("", Op::Ddl(Ddl::DropDatabase)))
+            .unwrap()
+            .is_some());
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub(crate) struct RunHandle {
     pub(crate) status: Arc<PipelineStatus>,
 }
 
+/// How long a new task may take to open its source and sinks and store its start.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
 fn next_generation() -> u64 {
     static GEN: AtomicU64 = AtomicU64::new(1);
     GEN.fetch_add(1, Ordering::Relaxed)
@@ -90,11 +93,14 @@ impl TaskManager {
     }
 
     /// Build and spawn the task's pipeline (the caller holds the task's operation lock and
-    /// records the new state).
+    /// records the new state). With `fix_start`, return only once the pipeline stored its start
+    /// positions (a new task: everything the source does after the caller's answer is then
+    /// replicated); a pipeline that fails before that is an error here.
     pub(crate) async fn start(
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         op: &mut SlotOp,
+        fix_start: bool,
     ) -> Result<(), ApiError> {
         if op.run.is_some() {
             return Ok(());
@@ -106,6 +112,24 @@ impl TaskManager {
             .await
             .map_err(|e| ApiError::from_engine(&e))?;
         let running = pipeline.spawn(self.store.clone());
+        if fix_start {
+            let started = tokio::time::timeout(START_TIMEOUT, running.wait_started()).await;
+            let failure = match started {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(ApiError::from_engine(&e)),
+                Err(_) => Some(ApiError::internal(format!(
+                    "the task did not store its start positions within {} s (source or \
+                     target too slow to open?); see the server log",
+                    START_TIMEOUT.as_secs()
+                ))),
+            };
+            if let Some(e) = failure {
+                running.stop();
+                let _ = tokio::time::timeout(START_TIMEOUT, running.join()).await;
+                return Err(e);
+            }
+            info!(message = "Task start positions stored.", task_id = %doc.task_id);
+        }
         let generation = next_generation();
         let stop = CancellationToken::new();
         let (done_tx, done_rx) = watch::channel(false);
@@ -201,7 +225,7 @@ impl TaskManager {
                     .await;
                 continue;
             }
-            match self.start(&slot, &mut op).await {
+            match self.start(&slot, &mut op, false).await {
                 Ok(()) => {
                     let _ = self.set_state(&slot, TaskState::Running, "").await;
                 }

@@ -396,7 +396,7 @@ impl TaskManager {
             self.unregister(&id);
             return Err(e);
         }
-        match self.start(&slot, &mut op).await {
+        match self.start(&slot, &mut op, true).await {
             Ok(()) => self.set_state(&slot, TaskState::Running, "").await,
             Err(e) => {
                 warn!(message = "Task failed to start; removing it.", task_id = %id, error = %e.message);
@@ -468,7 +468,7 @@ impl TaskManager {
                 value: Value::String(value.clone()),
             });
         }
-        match self.start(&slot, &mut op).await {
+        match self.start(&slot, &mut op, false).await {
             Ok(()) => {
                 info!(message = "Task resumed.", task_id = %task_id);
                 self.set_state(&slot, TaskState::Running, "").await

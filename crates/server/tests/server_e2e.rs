@@ -471,3 +471,82 @@ fn bad_requests_return_clear_errors_and_change_nothing() {
     assert_eq!(v, json!({ "code": 200 }));
     assert_eq!(list(&server), json!([]));
 }
+
+/// What the original's documentation shows: `create` a task for one collection, then create
+/// that collection at once (quick setup: index and load included) and insert 1,000 rows. The
+/// task must replicate all of it (the start is stored before `create` answers), five times.
+#[test]
+fn a_collection_created_the_moment_create_answers_is_replicated_whole() {
+    let Some(env) = env("collection_created_the_moment_create_answers") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = env.config(dir.path(), port);
+    let server = Server::start(&env, &config, dir.path().join("serve.log"), port);
+    let prefix = unique_db("race");
+    let quick = env.repo.join("tests/py/quick.py");
+    let run = |args: &[&str]| -> String {
+        let out = Command::new(&env.python)
+            .arg(&quick)
+            .args(args)
+            .output()
+            .expect("run quick.py");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success(),
+            "quick.py {args:?} failed: {text}{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log_tail(60)
+        );
+        text
+    };
+    let port_s = port.to_string();
+    let mut ids = Vec::new();
+    for round in 0..5 {
+        let coll = format!("{prefix}_{round}");
+        let out = run(&[
+            "race",
+            "--cdc-port",
+            &port_s,
+            "--target",
+            &env.target,
+            "--uri",
+            &env.source,
+            "--coll",
+            &coll,
+        ]);
+        let v: Value = serde_json::from_str(&out).expect("race output");
+        ids.push(
+            v["answer"]["data"]["task_id"]
+                .as_str()
+                .expect("task_id")
+                .to_string(),
+        );
+        let start = Instant::now();
+        loop {
+            let got: Value =
+                serde_json::from_str(&run(&["inspect", "--uri", &env.target, "--coll", &coll]))
+                    .expect("inspect output");
+            let indexed = got["indexes"].as_array().is_some_and(|a| !a.is_empty());
+            if got["loaded"] == true && indexed && got["rows"] == 1000 && got["ids"] == 1000 {
+                break;
+            }
+            let task = server.task(ids.last().expect("id"));
+            assert_eq!(task["state"], "Running", "round {round}: {task}");
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "round {round}: target {coll} is {got} ({out}); server log:\n{}",
+                server.log_tail(60)
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    for id in &ids {
+        let v = server.req("delete", json!({ "task_id": id }));
+        assert_eq!(v, json!({ "code": 200 }));
+    }
+    for uri in [&env.source, &env.target] {
+        run(&["drop", "--uri", uri, "--prefix", &prefix]);
+    }
+}

@@ -356,3 +356,65 @@ fn captured_events_carry_names_definitions_and_data() {
         last = e.position.ts;
     }
 }
+
+/// The DropPartition that RootCoord's garbage collector broadcasts names neither database nor
+/// collection (Milvus 2.3.5 `internal/rootcoord/garbage_collector.go`, `notifyPartitionGc`:
+/// only `PartitionName`, `CollectionID`, `PartitionID` are set). It is attributed from etcd when
+/// the cache knows the collection, and reported unattributed otherwise, never named "".
+#[test]
+fn a_gc_drop_partition_is_named_from_etcd_or_reported_unattributed() {
+    use cdc_protocol::common::{MsgBase, MsgType};
+    use cdc_protocol::etcd::CollectionInfo;
+    use cdc_protocol::etcd_meta::{MetaKey, MetaValue};
+    use cdc_protocol::msg::DropPartitionRequest;
+    use cdc_protocol::schema::CollectionSchema;
+
+    let gc_drop = |collection_id: i64| {
+        Payload::Mq(MqMessage::DropPartition(DropPartitionRequest {
+            base: Some(MsgBase {
+                msg_type: MsgType::DropPartition as i32,
+                timestamp: 7,
+                ..Default::default()
+            }),
+            partition_name: "p1".into(),
+            collection_id,
+            partition_id: 900,
+            ..Default::default()
+        }))
+    };
+    let mut cache = MetaCache::default();
+    cache.apply(
+        MetaKey::Collection {
+            db_id: 1,
+            collection_id: 42,
+        },
+        MetaValue::Collection(CollectionInfo {
+            id: 42,
+            schema: Some(CollectionSchema {
+                name: "hx_known".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    );
+    assert_eq!(unattributed(&gc_drop(42), &cache), None);
+    assert_eq!(unattributed(&gc_drop(43), &cache), Some(43));
+
+    // Named from the cache when it is converted.
+    let mut conv = Converter::default();
+    let mut out = Vec::new();
+    let mut ctx = Ctx {
+        channel: Arc::from("by-dev-rootcoord-dml_0"),
+        cache: &mut cache,
+    };
+    let group = vec![Released {
+        channel: 0,
+        offset: vec![0; 8],
+        ts: 7,
+        payload: gc_drop(42),
+    }];
+    conv.convert(group, &mut ctx, &mut out).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].collection, "hx_known");
+    assert_eq!(out[0].database, "default");
+}

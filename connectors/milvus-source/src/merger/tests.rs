@@ -325,3 +325,20 @@ fn pending_bytes_are_accounted() {
     assert_eq!(f.m.pending_bytes(a), 0);
     assert_eq!(f.m.offsets().get("dml_0"), Some(&off(2)));
 }
+
+#[test]
+fn a_resolved_start_is_the_offset_until_the_first_message_moves_it() {
+    let mut f = Fixture::new();
+    let a = f.m.add_channel("a", ChannelKind::Dml, f.at(0));
+    let b = f.m.add_channel("b", ChannelKind::Dml, f.at(0));
+    assert!(f.m.offsets().is_empty(), "no start set yet");
+    f.m.set_start(a, off(9));
+    f.m.set_start(b, Vec::new());
+    assert_eq!(f.m.offsets()["a"], off(9));
+    assert_eq!(f.m.offsets()["b"], Vec::<u8>::new());
+    f.m.tick(a, off(10), 5, f.at(1));
+    assert_eq!(f.m.offsets()["a"], off(10));
+    // A second start does not move a channel that has a position.
+    f.m.set_start(a, off(3));
+    assert_eq!(f.m.offsets()["a"], off(10));
+}

@@ -15,7 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
-use super::{MqClient, MqReader, StartAt};
+use super::{MqClient, MqReader, Resolved, StartAt, BEFORE_FIRST};
 use crate::config::{KafkaConfig, COMPONENT};
 use crate::decode::RawMessage;
 
@@ -130,6 +130,7 @@ impl MqClient for KafkaClient {
         })?;
         let consumer = Arc::new(consumer);
         let (next, last_read) = match start {
+            StartAt::After(o) if o.as_slice() == BEFORE_FIRST => (0, None),
             StartAt::After(o) => {
                 let n = kafka_offset(&o).map_err(|e| EngineError::config(COMPONENT, e))?;
                 (n + 1, Some(n))
@@ -174,6 +175,48 @@ impl MqClient for KafkaClient {
         position::kafka_offset(msg_id)
             .map(offset_bytes)
             .map_err(|e| e.to_string())
+    }
+
+    async fn resolve(&self, channel: &str, start: StartAt) -> Result<Resolved, EngineError> {
+        let next = match &start {
+            StartAt::After(o) if o.as_slice() == BEFORE_FIRST => 0,
+            StartAt::After(o) => {
+                kafka_offset(o).map_err(|e| EngineError::config(COMPONENT, e))? + 1
+            }
+            StartAt::At(o) => kafka_offset(o).map_err(|e| EngineError::config(COMPONENT, e))?,
+            StartAt::Latest | StartAt::Earliest => {
+                let consumer = self.base_consumer()?;
+                let topic = channel.to_string();
+                let (low, high) =
+                    tokio::task::spawn_blocking(move || watermarks(&consumer, &topic))
+                        .await
+                        .map_err(|e| EngineError::internal(COMPONENT, e.to_string()))?
+                        .map_err(|e| {
+                            err(
+                                ErrorKind::Connect,
+                                format!("cannot read the offsets of Kafka topic {channel}: {e}"),
+                            )
+                        })?;
+                if start == StartAt::Latest {
+                    high
+                } else {
+                    low
+                }
+            }
+        };
+        Ok(Resolved {
+            start: StartAt::At(offset_bytes(next)),
+            done: Some(done_before(next)),
+        })
+    }
+}
+
+/// The engine offset of "everything before Kafka offset `next` is consumed".
+fn done_before(next: i64) -> Offset {
+    if next > 0 {
+        offset_bytes(next - 1)
+    } else {
+        BEFORE_FIRST.to_vec()
     }
 }
 
@@ -275,6 +318,16 @@ mod tests {
         assert_eq!(kafka_offset(&offset_bytes(123_456)).unwrap(), 123_456);
         assert!(kafka_offset(&[1, 2]).is_err());
         assert!(offset_bytes(255) < offset_bytes(256));
+    }
+
+    #[test]
+    fn a_resolved_start_is_checkpointed_as_the_offset_before_it() {
+        assert_eq!(done_before(10), offset_bytes(9));
+        assert_eq!(done_before(0), BEFORE_FIRST.to_vec());
+        assert!(
+            done_before(0) < offset_bytes(0),
+            "before-first sorts before every offset"
+        );
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! offset as 8 big-endian bytes; for Pulsar `ledgerId`, `entryId` and `batchIndex + 1` as
 //! big-endian integers. Milvus's own message IDs (in start positions) are converted with
 //! [`MqClient::offset_of_msg_id`].
+//!
+//! A start position is *resolved* before the source reports that it opened
+//! ([`MqClient::resolve`]): `latest` and `earliest` become a concrete offset, so the start can
+//! be checkpointed at once and does not depend on when a reader task gets to run. The empty
+//! offset ([`BEFORE_FIRST`]) stands for "before the first message of the channel" (an empty
+//! channel, or a topic that does not exist yet); it sorts before every real offset.
 
 use async_trait::async_trait;
 use cdc_engine::{EngineError, Offset};
@@ -24,6 +30,20 @@ pub enum StartAt {
     After(Offset),
     /// At this offset, included (a collection's start position).
     At(Offset),
+}
+
+/// The offset just before the first message of a channel: resuming after it reads the
+/// channel from its beginning.
+pub const BEFORE_FIRST: &[u8] = &[];
+
+/// A start position fixed to a place in the channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// Where the reader starts (never `Latest`/`Earliest` once resolved by a broker that can).
+    pub start: StartAt,
+    /// The offset up to which the channel counts as already consumed: a checkpoint of it
+    /// resumes exactly at `start`. `None` when the broker cannot tell before reading.
+    pub done: Option<Offset>,
 }
 
 /// Reads one channel in order.
@@ -60,6 +80,17 @@ pub trait MqClient: Send + Sync {
 
     /// The engine offset of a Milvus message ID (`MsgPosition.msgID`).
     fn offset_of_msg_id(&self, msg_id: &[u8]) -> Result<Offset, String>;
+
+    /// Fixes `start` to a concrete place in `channel` now (see the module documentation).
+    /// The default keeps `latest`/`earliest` for the reader to resolve when it opens, and
+    /// knows what is consumed only for [`StartAt::After`].
+    async fn resolve(&self, _channel: &str, start: StartAt) -> Result<Resolved, EngineError> {
+        let done = match &start {
+            StartAt::After(o) => Some(o.clone()),
+            _ => None,
+        };
+        Ok(Resolved { start, done })
+    }
 }
 
 #[cfg(test)]

@@ -126,6 +126,11 @@ impl MqClient for PulsarClient {
     async fn open(&self, channel: &str, start: StartAt) -> Result<Box<dyn MqReader>, EngineError> {
         let p = self.pulsar().await?;
         let topic = self.topic(channel);
+        // "After the position before the first message" is the channel's beginning.
+        let start = match start {
+            StartAt::After(o) if o.as_slice() == super::BEFORE_FIRST => StartAt::Earliest,
+            s => s,
+        };
         let initial = if start == StartAt::Latest {
             InitialPosition::Latest
         } else {

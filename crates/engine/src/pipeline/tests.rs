@@ -38,6 +38,8 @@ struct TestSource {
     produced: Arc<AtomicUsize>,
     /// Stall (pending forever) instead of ending, so the pipeline is stopped by a sink error.
     stall_at_end: bool,
+    /// Where a channel without a resume offset starts (its "latest", resolved in `open`).
+    first: u64,
 }
 
 impl TestSource {
@@ -49,6 +51,7 @@ impl TestSource {
             turn: 0,
             produced: Arc::new(AtomicUsize::new(0)),
             stall_at_end: false,
+            first: 1,
         }
     }
 }
@@ -60,7 +63,7 @@ impl Source for TestSource {
             let start = resume
                 .get(ch)
                 .map(|o| u64::from_be_bytes(o.as_slice().try_into().unwrap()) + 1)
-                .unwrap_or(1);
+                .unwrap_or(self.first);
             self.next_n.insert(ch.clone(), start);
         }
         Ok(())
@@ -193,7 +196,7 @@ async fn order_is_kept_per_channel_and_everything_is_committed() {
 #[tokio::test]
 async fn restart_after_failure_replays_only_uncommitted_changes() {
     let (_d, st) = store();
-    // First run: the sink fails at its 3rd checkpoint, i.e. after writing changes that the
+    // First run: the sink fails at its 3rd checkpoint (the start barrier is the 1st), i.e. after writing changes that the
     // failed checkpoint would have covered (a crash between write and commit).
     let mut source = TestSource::new(&["a"], None);
     source.stall_at_end = true;
@@ -262,9 +265,10 @@ async fn fan_out_keeps_each_sinks_progress_when_one_fails() {
         delay: Some(Duration::from_millis(1)),
         ..Default::default()
     };
+    // Flush 1 is the start barrier's; 2 is the first periodic checkpoint.
     let bad = TestSink {
         delay: Some(Duration::from_millis(1)),
-        fail_at_flush: Some(2),
+        fail_at_flush: Some(3),
         ..Default::default()
     };
     let err = pipeline("p", source, vec![("good", good), ("bad", bad)])
@@ -301,6 +305,52 @@ async fn fan_out_keeps_each_sinks_progress_when_one_fails() {
         per_channel(&bs, "a"),
         ((n(&bad_cp) + 1)..=total).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn the_start_is_stored_before_wait_started_returns() {
+    let (_d, st) = store();
+    // The source resolves its start to offset 41 (as `latest`) and produces nothing; the
+    // periodic checkpoint is an hour away, so only the start barrier can store the position.
+    let mut source = TestSource::new(&["a", "b"], Some(41));
+    source.first = 42;
+    source.stall_at_end = true;
+    let mut p = pipeline(
+        "p",
+        source,
+        vec![("s1", TestSink::default()), ("s2", TestSink::default())],
+    );
+    p.options.checkpoint_interval = Duration::from_secs(3600);
+    let running = p.spawn(st.clone());
+    tokio::time::timeout(Duration::from_secs(10), running.wait_started())
+        .await
+        .expect("the start is stored at once")
+        .unwrap();
+    for sink in ["s1", "s2"] {
+        let cp = st.load("p", sink).unwrap();
+        assert_eq!(cp.offsets["a"], off(41), "{sink}");
+        assert_eq!(cp.offsets["b"], off(41), "{sink}");
+    }
+    running.stop();
+    running.join().await.unwrap();
+}
+
+#[tokio::test]
+async fn wait_started_reports_why_a_pipeline_could_not_start() {
+    let (_d, st) = store();
+    let mut source = TestSource::new(&["a"], Some(0));
+    source.stall_at_end = true;
+    let sink = TestSink {
+        fail_at_flush: Some(1),
+        ..Default::default()
+    };
+    let running = pipeline("p", source, vec![("s", sink)]).spawn(st.clone());
+    let err = tokio::time::timeout(Duration::from_secs(10), running.wait_started())
+        .await
+        .expect("answered")
+        .unwrap_err();
+    assert!(err.message.contains("target down"), "{err}");
+    assert!(running.join().await.is_err());
 }
 
 #[tokio::test]

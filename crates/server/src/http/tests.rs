@@ -239,8 +239,34 @@ async fn wait_paused(mgr: &TaskManager, id: &str) -> crate::task::TaskView {
     panic!("task {id} did not pause: {:?}", mgr.get(id));
 }
 
+/// Stores a task document the way `POST /tasks` does (secrets split off as configured), as
+/// if an earlier server had created it: a create now fails when the source cannot be reached,
+/// since the start positions must be stored before it answers.
+fn store_task(mgr: &TaskManager, id: &str, yaml: &str) {
+    let spec: cdc_pipeline::PipelineSpec = serde_saphyr::from_str(yaml).unwrap();
+    let mut value = serde_json::to_value(&spec).unwrap();
+    value["name"] = Value::String(id.into());
+    let (spec_value, _secrets, withheld) = mgr.split_secrets(value, crate::task::Origin::Pipeline);
+    let doc = crate::task::TaskDoc {
+        task_id: id.into(),
+        origin: crate::task::Origin::Pipeline,
+        name: Some(spec.name.clone()),
+        request: None,
+        spec: spec_value,
+        state: crate::task::TaskState::Running,
+        reason: String::new(),
+        disable_auto_start: false,
+        withheld,
+        created_ms: 0,
+        updated_ms: 0,
+    };
+    mgr.store
+        .put_task(id, &serde_json::to_vec(&doc).unwrap())
+        .unwrap();
+}
+
 #[actix_web::test]
-async fn a_failing_pipeline_pauses_its_task_with_the_reason() {
+async fn a_task_whose_start_cannot_be_stored_is_refused_and_not_kept() {
     let dir = tempfile::tempdir().unwrap();
     let mgr = manager(dir.path(), "");
     let app = app!(mgr, HttpStatusMode::Always200);
@@ -251,7 +277,24 @@ async fn a_failing_pipeline_pauses_its_task_with_the_reason() {
         .to_request();
     let resp = test::call_service(&app, req).await;
     let v: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
-    assert_eq!(v["data"]["task_id"], "doc1", "{v}");
+    // the source cannot be reached, so no start position can be fixed: refused, and why
+    let msg = v["message"].as_str().unwrap_or_default();
+    assert_eq!(v["code"], 500, "{v}");
+    assert!(msg.contains("fail to start the task"), "{v}");
+    assert!(msg.contains("127.0.0.1:1"), "{v}");
+    assert!(mgr.list().is_empty());
+    assert!(mgr.store.list_tasks().unwrap().is_empty());
+}
+
+#[actix_web::test]
+async fn a_failing_pipeline_pauses_its_task_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgr = manager(dir.path(), "");
+    store_task(&mgr, "doc1", &stdout_pipeline("unreachable", None));
+    let to_start = mgr.load().unwrap();
+    assert_eq!(to_start, vec!["doc1".to_string()]);
+    mgr.start_loaded(to_start).await;
+    let app = app!(mgr, HttpStatusMode::Always200);
     // the source cannot reach etcd: the pipeline fails and the task is paused with the error
     let t = wait_paused(&mgr, "doc1").await;
     assert!(!t.reason.is_empty());
@@ -285,22 +328,22 @@ async fn a_failing_pipeline_pauses_its_task_with_the_reason() {
 async fn credentials_can_stay_out_of_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let mgr = manager(dir.path(), "persist_credentials: false\n");
-    let c = mgr
-        .create_from_document(&stdout_pipeline("secretive", Some("s3cr3t")), false, None)
-        .await
-        .unwrap();
-    let stored = mgr.store.get_task(&c.task_id).unwrap().unwrap();
+    store_task(
+        &mgr,
+        "t-secret",
+        &stdout_pipeline("secretive", Some("s3cr3t")),
+    );
+    let stored = mgr.store.get_task("t-secret").unwrap().unwrap();
     assert!(!String::from_utf8_lossy(&stored).contains("s3cr3t"));
-    let shown = serde_json::to_string(&mgr.get(&c.task_id).unwrap()).unwrap();
-    assert!(!shown.contains("s3cr3t"), "{shown}");
-    wait_paused(&mgr, &c.task_id).await;
     // after a restart the credential is gone: resume says which one to send
     let store = mgr.store.clone();
     drop(mgr);
     let mgr2 = TaskManager::new(config("persist_credentials: false\n"), store);
     mgr2.load().unwrap();
+    let shown = serde_json::to_string(&mgr2.get("t-secret").unwrap()).unwrap();
+    assert!(!shown.contains("s3cr3t"), "{shown}");
     let e = mgr2
-        .resume(&c.task_id, &Default::default())
+        .resume("t-secret", &Default::default())
         .await
         .unwrap_err();
     assert!(
@@ -310,7 +353,7 @@ async fn credentials_can_stay_out_of_the_store() {
     );
     let bad = [("sinks.x.token".to_string(), "v".to_string())].into();
     assert!(mgr2
-        .resume(&c.task_id, &bad)
+        .resume("t-secret", &bad)
         .await
         .unwrap_err()
         .message
@@ -321,9 +364,9 @@ async fn credentials_can_stay_out_of_the_store() {
     )]
     .into();
     // it starts (and fails again later, etcd being unreachable)
-    mgr2.resume(&c.task_id, &good).await.unwrap();
-    wait_paused(&mgr2, &c.task_id).await;
-    let stored = mgr2.store.get_task(&c.task_id).unwrap().unwrap();
+    mgr2.resume("t-secret", &good).await.unwrap();
+    wait_paused(&mgr2, "t-secret").await;
+    let stored = mgr2.store.get_task("t-secret").unwrap().unwrap();
     assert!(!String::from_utf8_lossy(&stored).contains("s3cr3t"));
 }
 
