@@ -12,8 +12,12 @@
   quick.py inspect --uri U --coll C
         One JSON line, changing nothing on the instance: {"exists", "loaded", "indexes", "rows", "ids"}
         (rows/ids only when loaded).
+  quick.py other-client --uri U --prefix P --round K
+        Another client's activity, outside a pipeline's scope: database P_dbK with a collection, both
+        dropped, then at once a 2-shard collection P_otherK in `default` with 100 rows (the sequence after
+        which a filtered pipeline once received a change with an empty collection name).
   quick.py drop --uri U --prefix P
-        Drop every collection of `default` whose name starts with P.
+        Drop every collection of `default` whose name starts with P (and databases named P*).
 """
 
 from __future__ import annotations
@@ -75,22 +79,42 @@ def inspect(a) -> None:
     print(json.dumps(out))
 
 
+def other_client(a) -> None:
+    db = f"{a.prefix}db{a.round}"
+    default = connect(a.uri)
+    if db not in default.list_databases():
+        default.create_database(db)
+    c = connect(a.uri, db)
+    c.create_collection("tmp", dimension=8, shards_num=2)
+    c.insert("tmp", [{"id": i, "vector": vec(i)} for i in range(10)])
+    c.drop_collection("tmp")
+    default.drop_database(db)
+    create_insert(default, f"{a.prefix}other{a.round}", 100)
+
+
 def drop(a) -> None:
     c = connect(a.uri)
     for coll in c.list_collections():
         if coll.startswith(a.prefix):
             c.drop_collection(coll)
+    for db in c.list_databases():
+        if db.startswith(a.prefix):
+            d = connect(a.uri, db)
+            for coll in d.list_collections():
+                d.drop_collection(coll)
+            c.drop_database(db)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cmd", choices=["create-insert", "race", "inspect", "drop"])
+    ap.add_argument("cmd", choices=["create-insert", "race", "inspect", "other-client", "drop"])
     ap.add_argument("--uri", required=True)
     ap.add_argument("--coll")
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--cdc-port", type=int)
     ap.add_argument("--target")
     ap.add_argument("--prefix")
+    ap.add_argument("--round", type=int, default=0)
     a = ap.parse_args()
     if a.cmd == "create-insert":
         create_insert(connect(a.uri), a.coll, a.rows)
@@ -98,6 +122,8 @@ def main() -> None:
         race(a)
     elif a.cmd == "inspect":
         inspect(a)
+    elif a.cmd == "other-client":
+        other_client(a)
     else:
         drop(a)
 

@@ -367,10 +367,10 @@ impl Running {
     /// Converts the next releasable group; false when none is releasable (or the next one
     /// waits for its collection to be named).
     fn release(&mut self) -> Result<bool, EngineError> {
-        let (group, since) = match self.attribution.take_held() {
-            Some(held) => held,
+        let (group, since, fresh) = match self.attribution.take_held() {
+            Some((g, since)) => (g, since, false),
             None => match self.merger.pop_releasable() {
-                Some(g) => (g, Instant::now()),
+                Some(g) => (g, Instant::now(), true),
                 None => return Ok(false),
             },
         };
@@ -384,7 +384,12 @@ impl Running {
         };
         let (mut group, gave_up) = match decision {
             Decision::Release(g) => (g, None),
-            Decision::Hold => return Ok(false),
+            Decision::Hold => {
+                if fresh {
+                    info!(message = "Change held until the etcd watch names its collection.");
+                }
+                return Ok(false);
+            }
             Decision::GaveUp {
                 group,
                 index,
