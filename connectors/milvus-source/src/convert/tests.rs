@@ -231,7 +231,9 @@ fn replay() -> Vec<ChangeEvent> {
                 t0,
             ),
             Decoded::Tick { ts } => merger.tick(ch, raw.offset, ts, t0),
-            Decoded::NotReplicated { .. } => merger.skip(ch, raw.offset, t0),
+            Decoded::NotReplicated { .. } | Decoded::Control | Decoded::Replicated => {
+                merger.skip(ch, raw.offset, t0)
+            }
         }
     }
     // The partitions, as the etcd watch reports them (this capture was taken before the drops).

@@ -1,8 +1,10 @@
 //! Partition-level load state of the source, from QueryCoord's etcd keys.
 //!
 //! Milvus 2.3 writes no message for LoadPartitions / ReleasePartitions (LoadCollection and
-//! ReleaseCollection do reach the replicate channel). QueryCoord persists its load state under
-//! the meta root, though:
+//! ReleaseCollection do reach the replicate channel; 2.4+ proxies also publish
+//! LoadPartitions / ReleasePartitions there, and the converter emits each load or release
+//! once whichever way reports it first, see the `convert` module). QueryCoord persists its load
+//! state under the meta root:
 //!
 //! * `{meta_root}/querycoord-collection-loadinfo/{collectionID}` → `querypb.CollectionLoadInfo`
 //! * `{meta_root}/querycoord-partition-loadinfo/{collectionID}/{partitionID}` →
@@ -10,7 +12,8 @@
 //!
 //! [`LoadState`] mirrors those keys and turns a batch of watched changes into
 //! [`LoadChange`]s, only for collections loaded with `load_type == LoadPartition` (the others
-//! are loaded by LoadCollection, which the message queue already carries):
+//! are loaded by LoadCollection, which the message queue already carries). The replica number
+//! of a load is the collection's `replica_number` (the partition's is deprecated):
 //!
 //! * a partition key that appears → its partitions were loaded;
 //! * a partition key that disappears while the collection stays partition-loaded → released;
