@@ -50,6 +50,17 @@ pub struct MilvusSourceConfig {
     /// and go on).
     #[serde(default)]
     pub on_decode_error: OnDecodeError,
+    /// Skip the messages that the source Milvus itself received by replication (from
+    /// milvus-cdc or another replicator), so that two-way or chained setups do not loop:
+    /// a non-empty `replicate_id` message property (Milvus 2.5), a `MsgBase.replicateInfo`
+    /// with `isReplicate` or a `replicateID` (2.3.2+ / 2.5), or a streaming replicate header
+    /// (`_rh`, 2.6). Skipped messages are counted in
+    /// `milvus_cdc_source_skipped_messages_total{reason="replicated"}`. Changes that come
+    /// from etcd (CreatePartition, partition loads derived from QueryCoord's keys) carry no
+    /// such mark and are never skipped; nor are messages whose replicator did not mark them.
+    /// Default `false`.
+    #[serde(default)]
+    pub skip_replicated: bool,
     /// A DML channel that neither carries a live collection (per etcd) nor delivered any
     /// message for this many milliseconds is idle: Milvus stopped sending it time ticks, so it
     /// no longer holds back the ordering of the other channels. Milvus ticks every 200 ms.
@@ -238,6 +249,7 @@ impl MilvusSourceConfig {
             start: StartFrom::Latest,
             positions: BTreeMap::new(),
             on_decode_error: OnDecodeError::Pause,
+            skip_replicated: false,
             idle_channel_ms: default_idle_channel_ms(),
             channel_buffer: default_channel_buffer(),
             max_pending_mib: default_max_pending_mib(),

@@ -4,11 +4,34 @@
 //! No per-row work: insert columns and delete keys are moved, except that an upsert split
 //! into several messages of one timestamp has its parts concatenated column by column.
 //! Collection-level DDL written once per shard channel (create/drop collection, drop
-//! partition) is emitted once. Partition loads and releases come from QueryCoord's etcd keys
-//! ([`crate::meta::load`]); a release of every partition that a ReleaseCollection message
+//! partition) is emitted once. A release of every partition that a ReleaseCollection message
 //! already covered is not emitted twice.
+//!
+//! # Partition loads and releases, from two ways
+//!
+//! LoadPartitions / ReleasePartitions reach the converter in two ways: derived from
+//! QueryCoord's etcd keys ([`crate::meta::load`]; the only way on Milvus 2.3, which writes no
+//! message), and as the requests that 2.4+ proxies publish on the replicate channel
+//! (`internal/proxy/util.go: SendReplicateMessagePack`). Both are ordered by the merger with
+//! the other changes, each at its own timestamp (the request's: allocated before QueryCoord
+//! ran; the etcd one: when the watch saw QueryCoord's keys), and the converter sees them in
+//! that order. Each load or release is emitted once, by whichever way comes first:
+//!
+//! * per collection, the converter keeps the partitions of the last load (or release) it
+//!   emitted that the *other* way has not reported yet, with the way and the timestamp;
+//! * a change of the same kind coming the other way within [`CONFIRM_WINDOW_MS`] (30 s of source time) drops the
+//!   partitions already emitted and emits only the rest (nothing when none is left);
+//! * a change the same way adds its partitions; a change of the other kind (a release after a
+//!   load), a LoadCollection, ReleaseCollection, DropCollection or DropPartition of the
+//!   collection starts afresh.
+//!
+//! So the first report keeps its place in timestamp order, and when one way is missing (2.3
+//! writes no message; a load of partitions already loaded writes no etcd key; a message
+//! filtered away) the other one is emitted alone: no source of truth is lost. The cost of the
+//! window: a second identical request through the other way within it (no state change in
+//! between, so a no-op on the target) is not repeated.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use cdc_engine::{
@@ -67,6 +90,37 @@ pub(crate) struct Converter {
     /// Collections a ReleaseCollection was emitted for, and not loaded since: the partition
     /// release QueryCoord's etcd keys show for the same release is not emitted again.
     released_collections: HashSet<i64>,
+    /// Per collection, the emitted partition load or release the other way has not confirmed
+    /// yet (see the module documentation).
+    unconfirmed: HashMap<i64, Unconfirmed>,
+}
+
+/// How long (source time) a partition load or release waits to be confirmed the other way.
+/// The etcd way holds changes up to 5 s ([`crate::meta::load::HeldLoads`]); a request's
+/// timestamp precedes QueryCoord's work, which may take longer under load.
+pub(crate) const CONFIRM_WINDOW_MS: u64 = 30_000;
+
+/// The way a partition load or release came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A request on the replicate channel (Milvus 2.4+).
+    Request,
+    /// QueryCoord's etcd keys.
+    Etcd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoadKind {
+    Load,
+    Release,
+}
+
+#[derive(Debug)]
+struct Unconfirmed {
+    via: Via,
+    kind: LoadKind,
+    partitions: BTreeSet<String>,
+    ts: u64,
 }
 
 fn db_or_default(name: &str) -> String {
@@ -86,6 +140,62 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Converter {
+    /// The partitions of a load or release to emit (empty: nothing), and the bookkeeping of
+    /// the two ways (see the module documentation).
+    fn confirm(
+        &mut self,
+        collection_id: i64,
+        via: Via,
+        kind: LoadKind,
+        partitions: Vec<String>,
+        ts: u64,
+    ) -> Vec<String> {
+        if collection_id <= 0 {
+            return partitions;
+        }
+        let physical = cdc_protocol::ts::physical_ms;
+        match self.unconfirmed.get_mut(&collection_id) {
+            Some(u)
+                if u.kind == kind
+                    && u.via != via
+                    && physical(ts).abs_diff(physical(u.ts)) <= CONFIRM_WINDOW_MS =>
+            {
+                let rest: Vec<String> = partitions
+                    .into_iter()
+                    .filter(|p| !u.partitions.remove(p))
+                    .collect();
+                if !rest.is_empty() {
+                    *u = Unconfirmed {
+                        via,
+                        kind,
+                        partitions: rest.iter().cloned().collect(),
+                        ts,
+                    };
+                } else if u.partitions.is_empty() {
+                    self.unconfirmed.remove(&collection_id);
+                }
+                rest
+            }
+            Some(u) if u.kind == kind && u.via == via => {
+                u.partitions.extend(partitions.iter().cloned());
+                u.ts = ts;
+                partitions
+            }
+            _ => {
+                self.unconfirmed.insert(
+                    collection_id,
+                    Unconfirmed {
+                        via,
+                        kind,
+                        partitions: partitions.iter().cloned().collect(),
+                        ts,
+                    },
+                );
+                partitions
+            }
+        }
+    }
+
     /// Converts a released group (one change, or the Delete and Insert parts of an upsert).
     pub fn convert(
         &mut self,
@@ -231,6 +341,11 @@ impl Converter {
                 replica_number,
             } => {
                 self.released_collections.remove(&collection_id);
+                let partitions =
+                    self.confirm(collection_id, Via::Etcd, LoadKind::Load, partitions, pos.ts);
+                if partitions.is_empty() {
+                    return;
+                }
                 let Some((database, collection)) = cache.collection_names(collection_id) else {
                     warn!(message = "Partition load of an unknown collection skipped.", collection_id, partitions = ?partitions);
                     return;
@@ -259,6 +374,16 @@ impl Converter {
             } => {
                 if whole && self.released_collections.remove(&collection_id) {
                     // The ReleaseCollection message already released them.
+                    return;
+                }
+                let partitions = self.confirm(
+                    collection_id,
+                    Via::Etcd,
+                    LoadKind::Release,
+                    partitions,
+                    pos.ts,
+                );
+                if partitions.is_empty() {
                     return;
                 }
                 let Some((database, collection)) = cache.collection_names(collection_id) else {
@@ -332,6 +457,7 @@ impl Converter {
                 ));
             }
             MqMessage::DropCollection(m) => {
+                self.unconfirmed.remove(&m.collection_id);
                 if !self.dropped.insert(m.collection_id) {
                     return;
                 }
@@ -369,6 +495,7 @@ impl Converter {
                 ));
             }
             MqMessage::DropPartition(m) => {
+                self.unconfirmed.remove(&m.collection_id);
                 let name = if m.partition_name.is_empty() {
                     cache
                         .partition_name(m.partition_id)
@@ -479,6 +606,7 @@ impl Converter {
                 let (db, name) = (r.db_name.clone(), r.collection_name.clone());
                 let ev = coll_event(cache, pos, &db, &name, Op::Ddl(Ddl::LoadCollection(r)));
                 self.released_collections.remove(&ev.collection_id);
+                self.unconfirmed.remove(&ev.collection_id);
                 out.push(ev);
             }
             MqMessage::ReleaseCollection(r) => {
@@ -490,16 +618,45 @@ impl Converter {
                     Op::Ddl(Ddl::ReleaseCollection),
                 );
                 self.released_collections.insert(ev.collection_id);
+                self.unconfirmed.remove(&ev.collection_id);
                 out.push(ev);
             }
-            MqMessage::LoadPartitions(r) => {
+            MqMessage::LoadPartitions(mut r) => {
                 let (db, name) = (r.db_name.clone(), r.collection_name.clone());
+                let id = cache
+                    .find_collection(&db_or_default(&db), &name)
+                    .unwrap_or(0);
+                let ts = pos.ts;
+                r.partition_names = self.confirm(
+                    id,
+                    Via::Request,
+                    LoadKind::Load,
+                    std::mem::take(&mut r.partition_names),
+                    ts,
+                );
+                if r.partition_names.is_empty() {
+                    return;
+                }
                 let ev = coll_event(cache, pos, &db, &name, Op::Ddl(Ddl::LoadPartitions(r)));
                 self.released_collections.remove(&ev.collection_id);
                 out.push(ev);
             }
-            MqMessage::ReleasePartitions(r) => {
+            MqMessage::ReleasePartitions(mut r) => {
                 let (db, name) = (r.db_name.clone(), r.collection_name.clone());
+                let id = cache
+                    .find_collection(&db_or_default(&db), &name)
+                    .unwrap_or(0);
+                let ts = pos.ts;
+                r.partition_names = self.confirm(
+                    id,
+                    Via::Request,
+                    LoadKind::Release,
+                    std::mem::take(&mut r.partition_names),
+                    ts,
+                );
+                if r.partition_names.is_empty() {
+                    return;
+                }
                 out.push(coll_event(
                     cache,
                     pos,

@@ -8,7 +8,10 @@
 //! * **Changes** come from the message queue ([`mq`]; Kafka, or Pulsar — built but untested
 //!   against a real broker): every `{cluster}-rootcoord-dml_N` topic and the replicate channel
 //!   `{cluster}-replicate-msg`, one reader task per channel that decodes in parallel
-//!   ([`decode`]).
+//!   ([`decode`]). Both msgstream messages and the streaming-service format of Milvus 2.5 with
+//!   streaming enabled (`_v`/`_t`/`_tt` properties; control messages skipped, transactions
+//!   held until their commit) are read; with `skip_replicated`, messages the source itself
+//!   received by replication are skipped.
 //! * **Order**: a merger ([`merger`]) releases changes by timestamp using the channels' time
 //!   ticks and probe rounds for the channels without ticks; its module documentation explains
 //!   why that order holds. Upserts (a Delete and an Insert with one timestamp) stay together.
@@ -26,6 +29,7 @@ mod attribution;
 mod convert;
 mod input;
 mod merger;
+mod metrics;
 mod reader;
 mod source;
 

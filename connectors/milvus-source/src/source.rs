@@ -34,16 +34,17 @@ use tracing::{debug, info, warn};
 use crate::attribution::{Attribution, Decision};
 use crate::config::{MilvusSourceConfig, MqConfig, StartFrom, COMPONENT};
 use crate::convert::{self, Converter, Ctx};
-use crate::decode::Payload;
+use crate::decode::{DecodeOptions, Payload};
 use crate::input::Input;
 use crate::merger::{ChannelKind, Merger, Released};
 use crate::meta::load::LoadState;
 use crate::meta::watcher::{self, WatchTask};
 use crate::meta::{MetaCache, MetaChange};
+use crate::metrics::SourceMetrics;
 use crate::mq::kafka::KafkaClient;
 use crate::mq::pulsar::PulsarClient;
 use crate::mq::{MqClient, Resolved, StartAt, BEFORE_FIRST};
-use crate::reader::ReaderTask;
+use crate::reader::{ReaderTask, TxnHold};
 
 /// Shortest time between two probe rounds while changes arrive.
 const ROUND_MIN_GAP: Duration = Duration::from_millis(20);
@@ -64,6 +65,7 @@ const UNATTRIBUTED_WAIT: Duration = Duration::from_secs(10);
 pub struct MilvusSource {
     cfg: MilvusSourceConfig,
     metrics: ComponentMetrics,
+    source_metrics: SourceMetrics,
     group: String,
     run: Option<Running>,
 }
@@ -90,7 +92,9 @@ struct Running {
     max_pending: usize,
     buffer: usize,
     on_decode_error: crate::config::OnDecodeError,
+    decode: DecodeOptions,
     metrics: ComponentMetrics,
+    source_metrics: SourceMetrics,
     cluster: String,
     /// Where each channel's reader started (the first offset it reads).
     starts: BTreeMap<String, Offset>,
@@ -117,6 +121,7 @@ impl MilvusSource {
         Ok(Self {
             cfg,
             metrics: ComponentMetrics::new(pipeline, "source"),
+            source_metrics: SourceMetrics::new(pipeline),
             group: format!("milvus-cdc-{pipeline}"),
             run: None,
         })
@@ -209,6 +214,9 @@ impl Running {
             probes,
             on_decode_error: self.on_decode_error,
             metrics: self.metrics.clone(),
+            source_metrics: self.source_metrics.clone(),
+            decode: self.decode,
+            hold: TxnHold::new(self.max_pending),
         };
         let task = tokio::spawn(task.run());
         let i = self.merger.add_channel(name, kind, Instant::now());
@@ -580,7 +588,11 @@ impl Source for MilvusSource {
             max_pending: cfg.max_pending_mib.saturating_mul(1 << 20),
             buffer: cfg.channel_buffer,
             on_decode_error: cfg.on_decode_error,
+            decode: DecodeOptions {
+                skip_replicated: cfg.skip_replicated,
+            },
             metrics: self.metrics.clone(),
+            source_metrics: self.source_metrics.clone(),
             cluster: cfg.cluster_prefix.clone(),
             starts: BTreeMap::new(),
             attribution: Attribution::new(UNATTRIBUTED_WAIT),

@@ -272,6 +272,17 @@ impl MqMessage {
         msg_type_name(self.msg_type())
     }
 
+    /// Whether the message's `MsgBase` says a Milvus received it by replication:
+    /// `replicateInfo.isReplicate` (2.3.2+) or a non-empty `replicateInfo.replicateID` (2.5;
+    /// the `replicate_id` message property carries the same value, `msgstream_util.go:
+    /// GetPorperties`).
+    #[must_use]
+    pub fn is_replicated(&self) -> bool {
+        self.base()
+            .and_then(|b| b.replicate_info.as_ref())
+            .is_some_and(|r| r.is_replicate || !r.replicate_id.is_empty())
+    }
+
     /// `MsgBase.timestamp` (hybrid), if the message has a base.
     #[must_use]
     pub fn timestamp(&self) -> Option<u64> {

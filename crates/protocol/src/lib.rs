@@ -7,7 +7,8 @@
 //!   them.
 //! - Hand-written helpers: [`header`] (message-queue payload decoding), [`ts`] (hybrid
 //!   timestamps), [`channel`] (channel names), [`position`] (message IDs and positions),
-//!   [`etcd_meta`] (RootCoord etcd keys and values), [`field_data`] (column helpers).
+//!   [`etcd_meta`] (RootCoord etcd keys and values), [`field_data`] (column helpers),
+//!   [`streaming`] (properties of streaming-service messages, Milvus 2.5 streaming / 2.6).
 //!
 //! Note: prost drops unknown fields, so a payload decoded with these types and encoded again
 //! keeps only the fields declared in `proto/milvus`.
@@ -50,4 +51,5 @@ pub mod etcd_meta;
 pub mod field_data;
 pub mod header;
 pub mod position;
+pub mod streaming;
 pub mod ts;

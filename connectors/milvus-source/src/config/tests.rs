@@ -25,6 +25,7 @@ fn minimal_yaml_gets_defaults() {
     assert_eq!(cfg.cluster_prefix, "by-dev");
     assert_eq!(cfg.start, StartFrom::Latest);
     assert_eq!(cfg.on_decode_error, OnDecodeError::Pause);
+    assert!(!cfg.skip_replicated);
     assert_eq!(cfg.replicate_channel_name(), "by-dev-replicate-msg");
     assert_eq!(cfg.meta_root(), "by-dev/meta");
 }
@@ -53,12 +54,14 @@ start: earliest
 positions:
   by-dev-rootcoord-dml_0_449534118316441601v0: \"{pos}\"
 on_decode_error: skip
+skip_replicated: true
 "
     );
     let cfg = parse(&yaml).unwrap();
     cfg.validate().unwrap();
     assert_eq!(cfg.start, StartFrom::Earliest);
     assert_eq!(cfg.on_decode_error, OnDecodeError::Skip);
+    assert!(cfg.skip_replicated);
     assert_eq!(cfg.replicate_channel_name(), "prod-rep");
     assert_eq!(cfg.meta_root(), "prod/m");
     match &cfg.mq {
@@ -178,4 +181,16 @@ fn kafka_positions_need_8_byte_ids() {
         },
         "positions.by-dev-rootcoord-dml_0_1v0",
     );
+}
+
+#[test]
+fn skip_replicated_must_be_a_boolean() {
+    assert!(parse(&format!("{MINIMAL}skip_replicated: false\n")).is_ok());
+    let err = parse(&format!("{MINIMAL}skip_replicated: sometimes\n")).unwrap_err();
+    assert!(
+        err.contains("skip_replicated") || err.contains("bool"),
+        "{err}"
+    );
+    // A misspelling is an unknown field (strict parsing).
+    assert!(parse(&format!("{MINIMAL}skip_replicate: true\n")).is_err());
 }

@@ -231,7 +231,9 @@ fn replay() -> Vec<ChangeEvent> {
                 t0,
             ),
             Decoded::Tick { ts } => merger.tick(ch, raw.offset, ts, t0),
-            Decoded::NotReplicated { .. } => merger.skip(ch, raw.offset, t0),
+            Decoded::NotReplicated { .. } | Decoded::Control | Decoded::Replicated => {
+                merger.skip(ch, raw.offset, t0)
+            }
         }
     }
     // The partitions, as the etcd watch reports them (this capture was taken before the drops).
@@ -417,4 +419,231 @@ fn a_gc_drop_partition_is_named_from_etcd_or_reported_unattributed() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].collection, "hx_known");
     assert_eq!(out[0].database, "default");
+}
+
+mod partition_loads {
+    //! LoadPartitions / ReleasePartitions reported both as replicate-channel requests (Milvus
+    //! 2.4+ `internal/proxy/util.go: SendReplicateMessagePack`, cases
+    //! `*milvuspb.LoadPartitionsRequest` / `*milvuspb.ReleasePartitionsRequest`) and from
+    //! QueryCoord's etcd keys.
+    use super::*;
+    use cdc_protocol::common::{MsgBase, MsgType};
+    use cdc_protocol::etcd::{CollectionInfo, CollectionState, PartitionInfo, PartitionState};
+    use cdc_protocol::etcd_meta::{MetaKey, MetaValue};
+    use cdc_protocol::milvus::{LoadPartitionsRequest, ReleasePartitionsRequest};
+    use cdc_protocol::schema::CollectionSchema;
+
+    fn cache() -> MetaCache {
+        let mut c = MetaCache::default();
+        c.apply(
+            MetaKey::Collection {
+                db_id: 1,
+                collection_id: 10,
+            },
+            MetaValue::Collection(CollectionInfo {
+                id: 10,
+                schema: Some(CollectionSchema {
+                    name: "c".into(),
+                    ..Default::default()
+                }),
+                create_time: 100,
+                state: CollectionState::CollectionCreated as i32,
+                ..Default::default()
+            }),
+        );
+        for (id, name) in [(12, "p1"), (13, "p2")] {
+            c.apply(
+                MetaKey::Partition {
+                    collection_id: 10,
+                    partition_id: id,
+                },
+                MetaValue::Partition(PartitionInfo {
+                    partition_id: id,
+                    partition_name: name.into(),
+                    partition_created_timestamp: 100,
+                    collection_id: 10,
+                    state: PartitionState::PartitionCreated as i32,
+                }),
+            );
+        }
+        c
+    }
+
+    /// Hybrid timestamp of `s` seconds (plus a logical counter).
+    fn at(s: u64) -> u64 {
+        cdc_protocol::ts::compose(1_700_000_000_000 + s * 1000, 0)
+    }
+
+    fn base(t: MsgType, ts: u64) -> Option<MsgBase> {
+        Some(MsgBase {
+            msg_type: t as i32,
+            timestamp: ts,
+            ..Default::default()
+        })
+    }
+
+    fn names(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn load_req(ts: u64, p: &[&str]) -> Payload {
+        Payload::Mq(MqMessage::LoadPartitions(LoadPartitionsRequest {
+            base: base(MsgType::LoadPartitions, ts),
+            collection_name: "c".into(),
+            partition_names: names(p),
+            replica_number: 1,
+            ..Default::default()
+        }))
+    }
+
+    fn release_req(ts: u64, p: &[&str]) -> Payload {
+        Payload::Mq(MqMessage::ReleasePartitions(ReleasePartitionsRequest {
+            base: base(MsgType::ReleasePartitions, ts),
+            collection_name: "c".into(),
+            partition_names: names(p),
+            ..Default::default()
+        }))
+    }
+
+    fn load_etcd(p: &[&str]) -> Payload {
+        Payload::PartitionsLoaded {
+            collection_id: 10,
+            partitions: names(p),
+            replica_number: 1,
+        }
+    }
+
+    fn release_etcd(p: &[&str], whole: bool) -> Payload {
+        Payload::PartitionsReleased {
+            collection_id: 10,
+            partitions: names(p),
+            whole,
+        }
+    }
+
+    /// Converts changes in the given (timestamp) order; returns what was emitted.
+    fn run(changes: Vec<(u64, Payload)>) -> Vec<(String, Vec<String>)> {
+        let mut cache = cache();
+        let mut conv = Converter::default();
+        let mut out = Vec::new();
+        for (i, (ts, payload)) in changes.into_iter().enumerate() {
+            let mut ctx = Ctx {
+                channel: Arc::from("ch"),
+                cache: &mut cache,
+            };
+            let group = vec![Released {
+                channel: 0,
+                offset: (i as i64).to_be_bytes().to_vec(),
+                ts,
+                payload,
+            }];
+            conv.convert(group, &mut ctx, &mut out).unwrap();
+        }
+        out.into_iter()
+            .map(|e| match e.op {
+                Op::Ddl(Ddl::LoadPartitions(r)) => ("load".to_string(), r.partition_names),
+                Op::Ddl(Ddl::ReleasePartitions(r)) => ("release".to_string(), r.partition_names),
+                other => (other.kind().to_string(), Vec::new()),
+            })
+            .collect()
+    }
+
+    fn ev(kind: &str, p: &[&str]) -> (String, Vec<String>) {
+        (kind.to_string(), names(p))
+    }
+
+    #[test]
+    fn the_same_load_reported_both_ways_is_emitted_once_whichever_comes_first() {
+        // Request first (its timestamp precedes QueryCoord's keys), then etcd.
+        let got = run(vec![
+            (at(1), load_req(at(1), &["p1", "p2"])),
+            (at(2), load_etcd(&["p1", "p2"])),
+        ]);
+        assert_eq!(got, vec![ev("load", &["p1", "p2"])]);
+        // etcd first (the request was read late), then the request.
+        let got = run(vec![
+            (at(2), load_etcd(&["p1", "p2"])),
+            (at(1), load_req(at(1), &["p1", "p2"])),
+        ]);
+        assert_eq!(got, vec![ev("load", &["p1", "p2"])]);
+        // Releases too.
+        let got = run(vec![
+            (at(1), release_req(at(1), &["p2"])),
+            (at(2), release_etcd(&["p2"], false)),
+        ]);
+        assert_eq!(got, vec![ev("release", &["p2"])]);
+    }
+
+    #[test]
+    fn a_load_then_a_release_keep_their_order_and_are_each_emitted_once() {
+        let got = run(vec![
+            (at(1), load_req(at(1), &["p1"])),
+            (at(2), load_etcd(&["p1"])),
+            (at(3), release_req(at(3), &["p1"])),
+            (at(4), release_etcd(&["p1"], true)),
+            (at(5), load_req(at(5), &["p1"])),
+            (at(6), load_etcd(&["p1"])),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                ev("load", &["p1"]),
+                ev("release", &["p1"]),
+                ev("load", &["p1"])
+            ]
+        );
+    }
+
+    #[test]
+    fn one_way_alone_loses_nothing() {
+        // Milvus 2.3: etcd only, the same partitions loaded and released repeatedly.
+        let got = run(vec![
+            (at(1), load_etcd(&["p1"])),
+            (at(2), release_etcd(&["p1"], false)),
+            (at(3), load_etcd(&["p1"])),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                ev("load", &["p1"]),
+                ev("release", &["p1"]),
+                ev("load", &["p1"])
+            ]
+        );
+        // Requests only (partitions already loaded: QueryCoord writes no new key).
+        let got = run(vec![
+            (at(1), load_req(at(1), &["p1"])),
+            (at(2), load_req(at(2), &["p1"])),
+        ]);
+        assert_eq!(got, vec![ev("load", &["p1"]), ev("load", &["p1"])]);
+    }
+
+    #[test]
+    fn partitions_the_other_way_did_not_report_are_still_emitted() {
+        // Two requests merged into one etcd change (HeldLoads), plus a partition no request
+        // named: only that one is new.
+        let got = run(vec![
+            (at(1), load_req(at(1), &["p1"])),
+            (at(1) + 1, load_req(at(1) + 1, &["p2"])),
+            (at(2), load_etcd(&["p1", "p2", "p3"])),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                ev("load", &["p1"]),
+                ev("load", &["p2"]),
+                ev("load", &["p3"])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_late_report_outside_the_window_is_not_taken_for_a_duplicate() {
+        let late = at(1) + cdc_protocol::ts::compose(CONFIRM_WINDOW_MS + 1, 0);
+        let got = run(vec![
+            (at(1), load_req(at(1), &["p1"])),
+            (late, load_etcd(&["p1"])),
+        ]);
+        assert_eq!(got, vec![ev("load", &["p1"]), ev("load", &["p1"])]);
+    }
 }

@@ -1,8 +1,10 @@
 //! Partition-level load state of the source, from QueryCoord's etcd keys.
 //!
 //! Milvus 2.3 writes no message for LoadPartitions / ReleasePartitions (LoadCollection and
-//! ReleaseCollection do reach the replicate channel). QueryCoord persists its load state under
-//! the meta root, though:
+//! ReleaseCollection do reach the replicate channel; 2.4+ proxies also publish
+//! LoadPartitions / ReleasePartitions there, and the converter emits each load or release
+//! once whichever way reports it first, see the `convert` module). QueryCoord persists its load
+//! state under the meta root:
 //!
 //! * `{meta_root}/querycoord-collection-loadinfo/{collectionID}` → `querypb.CollectionLoadInfo`
 //! * `{meta_root}/querycoord-partition-loadinfo/{collectionID}/{partitionID}` →
@@ -10,7 +12,8 @@
 //!
 //! [`LoadState`] mirrors those keys and turns a batch of watched changes into
 //! [`LoadChange`]s, only for collections loaded with `load_type == LoadPartition` (the others
-//! are loaded by LoadCollection, which the message queue already carries):
+//! are loaded by LoadCollection, which the message queue already carries). The replica number
+//! of a load is the collection's `replica_number` (the partition's is deprecated):
 //!
 //! * a partition key that appears → its partitions were loaded;
 //! * a partition key that disappears while the collection stays partition-loaded → released;
@@ -65,7 +68,7 @@ pub struct CollectionLoadInfo {
     /// Released partitions (unused since 2.2).
     #[prost(int64, repeated, tag = "2")]
     pub released_partitions: Vec<i64>,
-    /// Replicas.
+    /// Replicas: the replica number of LoadPartitions events.
     #[prost(int32, tag = "3")]
     pub replica_number: i32,
     /// `LoadStatus`: Invalid 0, Loading 1, Loaded 2.
@@ -88,7 +91,8 @@ pub struct PartitionLoadInfo {
     /// Partition ID.
     #[prost(int64, tag = "2")]
     pub partition_id: i64,
-    /// Replicas.
+    /// Replicas. Deprecated in newer `query_coord.proto` and may be unset (0): the
+    /// collection's `replica_number` is used instead.
     #[prost(int32, tag = "3")]
     pub replica_number: i32,
     /// `LoadStatus`.
@@ -182,8 +186,21 @@ pub enum LoadChange {
 struct CollectionLoad {
     load_type: i32,
     replica_number: i32,
-    /// Partition ID to replica number.
+    /// Partition ID to its (deprecated) replica number.
     partitions: BTreeMap<i64, i32>,
+}
+
+impl CollectionLoad {
+    /// The replica number of a load: `CollectionLoadInfo.replica_number`, the one QueryCoord
+    /// keeps current; the deprecated `PartitionLoadInfo.replica_number` only when the
+    /// collection's is unset (0).
+    fn replicas_or(&self, deprecated: i32) -> i32 {
+        if self.replica_number > 0 {
+            self.replica_number
+        } else {
+            deprecated
+        }
+    }
 }
 
 /// One watched change of a load-info key (`None` value: deleted).
@@ -237,7 +254,8 @@ impl LoadState {
                     if c.load_type == load_type::LOAD_PARTITION {
                         g.loaded
                             .extend(parts.keys().filter(|p| !c.partitions.contains_key(p)));
-                        g.replica_number = g.replica_number.max(c.replica_number);
+                        let deprecated = parts.values().copied().max().unwrap_or(0);
+                        g.replica_number = g.replica_number.max(c.replicas_or(deprecated));
                     }
                     c.partitions.extend(parts);
                 }
@@ -268,7 +286,7 @@ impl LoadState {
                         if new && c.load_type == load_type::LOAD_PARTITION {
                             g.released.remove(&partition_id);
                             g.loaded.insert(partition_id);
-                            g.replica_number = g.replica_number.max(replicas);
+                            g.replica_number = g.replica_number.max(c.replicas_or(replicas));
                         }
                     }
                     None => {

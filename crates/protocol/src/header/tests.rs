@@ -392,3 +392,23 @@ fn bytes_fields_share_the_payload() {
         "vector bytes were copied"
     );
 }
+
+#[test]
+fn replicated_marks_of_msg_base() {
+    // common.proto MsgBase.replicateInfo (7): isReplicate (1, 2.3.2+) and replicateID (3, 2.5),
+    // which internal/proxy/util.go SendReplicateMessagePack keeps on the request it publishes
+    // and pkg/mq/msgstream/msgstream_util.go GetPorperties copies to `replicate_id`.
+    let mut m = insert();
+    assert!(MqMessage::Insert(m.clone()).is_replicated());
+    m.base.as_mut().unwrap().replicate_info = Some(ReplicateInfo {
+        is_replicate: false,
+        msg_timestamp: 0,
+        replicate_id: "cluster-a".into(),
+    });
+    assert!(MqMessage::Insert(m.clone()).is_replicated());
+    m.base.as_mut().unwrap().replicate_info = Some(ReplicateInfo::default());
+    assert!(!MqMessage::Insert(m.clone()).is_replicated());
+    m.base.as_mut().unwrap().replicate_info = None;
+    assert!(!MqMessage::Insert(m).is_replicated());
+    assert!(!MqMessage::Other { msg_type: 1 }.is_replicated());
+}

@@ -357,3 +357,60 @@ fn held_changes_merge_per_collection() {
         ]
     );
 }
+
+/// The replica number comes from `CollectionLoadInfo.replica_number`: the partition's is
+/// deprecated in the newest `internal/proto/query_coord.proto` / `pkg/proto/query_coord.proto`
+/// and may be unset (0) or stale.
+#[test]
+fn replica_number_comes_from_the_collection_load_info() {
+    let cache = cache();
+    let coll = |replicas: i32| LoadEvent {
+        key: LoadKey::Collection { collection_id: 10 },
+        value: Some(
+            CollectionLoadInfo {
+                collection_id: 10,
+                replica_number: replicas,
+                status: 1,
+                load_type: load_type::LOAD_PARTITION,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+    };
+    let part = |p: i64, replicas: i32| LoadEvent {
+        key: LoadKey::Partition {
+            collection_id: 10,
+            partition_id: p,
+        },
+        value: Some(
+            PartitionLoadInfo {
+                collection_id: 10,
+                partition_id: p,
+                replica_number: replicas,
+                status: 1,
+            }
+            .encode_to_vec(),
+        ),
+    };
+    let replicas_of = |out: &[LoadChange]| match out {
+        [LoadChange::Loaded { replica_number, .. }] => *replica_number,
+        other => panic!("{other:?}"),
+    };
+    // Partition key without a replica number (deprecated field unset).
+    let mut s = LoadState::default();
+    let (out, _) = s.apply_batch(vec![coll(2), part(12, 0)], &cache);
+    assert_eq!(replicas_of(&out), 2);
+    // A stale partition value does not override the collection's.
+    let (out, _) = s.apply_batch(vec![part(13, 1)], &cache);
+    assert_eq!(replicas_of(&out), 2);
+    // Partition keys seen before their collection key (orphans).
+    let mut s = LoadState::default();
+    let (out, _) = s.apply_batch(vec![part(12, 0)], &cache);
+    assert!(out.is_empty(), "{out:?}");
+    let (out, _) = s.apply_batch(vec![coll(3)], &cache);
+    assert_eq!(replicas_of(&out), 3);
+    // Only when the collection's is unset, the partition's is used.
+    let mut s = LoadState::default();
+    let (out, _) = s.apply_batch(vec![coll(0), part(12, 2)], &cache);
+    assert_eq!(replicas_of(&out), 2);
+}
