@@ -63,11 +63,14 @@ impl Failure {
                 code,
                 error_code,
                 retriable,
-                ..
+                reason,
             } => {
                 *retriable
                     || RETRIABLE_CODES.contains(code)
                     || RETRIABLE_LEGACY.contains(error_code)
+                    // Milvus' own internal retries gave up (`retry.Do`: "attempt #0: ..."), as a
+                    // just-restarted target's coordinators do for a while (seen on flush).
+                    || reason.contains("attempt #")
             }
             Failure::Protocol(_) => false,
         }
@@ -160,7 +163,12 @@ impl CallContext<'_> {
     /// The operator-facing error for `failure` after `attempts` attempts.
     pub(crate) fn error(&self, failure: &Failure, attempts: u32) -> EngineError {
         let retriable = failure.retriable();
-        let hint = if retriable {
+        let hint = if self.op.starts_with("load_") && failure.reason_contains("index not found") {
+            "the collection has no index on the target: its CreateIndex was not replicated \
+             (made before the task's start position, or outside its filter); create the index \
+             on the target as on the source, then resume the task"
+                .to_string()
+        } else if retriable {
             format!(
                 "still failing after {attempts} attempts; check that the target is up and \
                  not overloaded, then resume the task"
@@ -338,6 +346,38 @@ mod tests {
             assert!(e.message.contains(s), "{s} in {}", e.message);
         }
         assert!(ctx.error(&milvus(8, 0, false), 5).retriable);
+    }
+
+    #[test]
+    fn an_internal_retry_that_gave_up_is_retriable() {
+        let f = milvus(1, 1, false).with_reason("attempt #0: stack trace: tracer.StackTrace");
+        assert!(f.retriable());
+    }
+
+    /// Issue 12: a load that fails for want of an index says what was missed.
+    #[test]
+    fn a_load_without_an_index_says_what_was_missed() {
+        let ctx = CallContext {
+            component: "sink t",
+            uri: "http://h:1",
+            database: "default",
+            collection: "c1",
+            op: "load_collection",
+        };
+        let e = ctx.error(
+            &milvus(700, 0, false).with_reason("index not found[collection=c1]"),
+            1,
+        );
+        assert!(
+            e.message.contains("CreateIndex was not replicated"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("create the index on the target"),
+            "{}",
+            e.message
+        );
     }
 
     #[tokio::test(start_paused = true)]
