@@ -81,6 +81,37 @@ impl KafkaClient {
         c
     }
 
+    /// The Kafka offset a reader positioned at `start` reads first (watermarks for
+    /// `latest`/`earliest`).
+    async fn next_offset(&self, channel: &str, start: &StartAt) -> Result<i64, EngineError> {
+        Ok(match start {
+            StartAt::After(o) if o.as_slice() == BEFORE_FIRST => 0,
+            StartAt::After(o) => {
+                kafka_offset(o).map_err(|e| EngineError::config(COMPONENT, e))? + 1
+            }
+            StartAt::At(o) => kafka_offset(o).map_err(|e| EngineError::config(COMPONENT, e))?,
+            StartAt::Latest | StartAt::Earliest => {
+                let consumer = self.base_consumer()?;
+                let topic = channel.to_string();
+                let (low, high) =
+                    tokio::task::spawn_blocking(move || watermarks(&consumer, &topic))
+                        .await
+                        .map_err(|e| EngineError::internal(COMPONENT, e.to_string()))?
+                        .map_err(|e| {
+                            err(
+                                ErrorKind::Connect,
+                                format!("cannot read the offsets of Kafka topic {channel}: {e}"),
+                            )
+                        })?;
+                if *start == StartAt::Latest {
+                    high
+                } else {
+                    low
+                }
+            }
+        })
+    }
+
     fn base_consumer(&self) -> Result<BaseConsumer, EngineError> {
         self.client_config().create().map_err(|e| {
             err(
@@ -129,31 +160,8 @@ impl MqClient for KafkaClient {
             )
         })?;
         let consumer = Arc::new(consumer);
-        let (next, last_read) = match start {
-            StartAt::After(o) if o.as_slice() == BEFORE_FIRST => (0, None),
-            StartAt::After(o) => {
-                let n = kafka_offset(&o).map_err(|e| EngineError::config(COMPONENT, e))?;
-                (n + 1, Some(n))
-            }
-            StartAt::At(o) => {
-                let n = kafka_offset(&o).map_err(|e| EngineError::config(COMPONENT, e))?;
-                (n, (n > 0).then_some(n - 1))
-            }
-            StartAt::Latest | StartAt::Earliest => {
-                let (c, topic) = (consumer.clone(), channel.to_string());
-                let (low, high) = tokio::task::spawn_blocking(move || watermarks(&*c, &topic))
-                    .await
-                    .map_err(|e| EngineError::internal(COMPONENT, e.to_string()))?
-                    .map_err(|e| {
-                        err(
-                            ErrorKind::Connect,
-                            format!("cannot read the offsets of Kafka topic {channel}: {e}"),
-                        )
-                    })?;
-                let n = if start == StartAt::Latest { high } else { low };
-                (n, (n > 0).then_some(n - 1))
-            }
-        };
+        let next = self.next_offset(channel, &start).await?;
+        let last_read = (next > 0).then_some(next - 1);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(channel, 0, rdkafka::Offset::Offset(next))
             .map_err(|e| err(ErrorKind::Connect, format!("Kafka topic {channel}: {e}")))?;
@@ -178,32 +186,7 @@ impl MqClient for KafkaClient {
     }
 
     async fn resolve(&self, channel: &str, start: StartAt) -> Result<Resolved, EngineError> {
-        let next = match &start {
-            StartAt::After(o) if o.as_slice() == BEFORE_FIRST => 0,
-            StartAt::After(o) => {
-                kafka_offset(o).map_err(|e| EngineError::config(COMPONENT, e))? + 1
-            }
-            StartAt::At(o) => kafka_offset(o).map_err(|e| EngineError::config(COMPONENT, e))?,
-            StartAt::Latest | StartAt::Earliest => {
-                let consumer = self.base_consumer()?;
-                let topic = channel.to_string();
-                let (low, high) =
-                    tokio::task::spawn_blocking(move || watermarks(&consumer, &topic))
-                        .await
-                        .map_err(|e| EngineError::internal(COMPONENT, e.to_string()))?
-                        .map_err(|e| {
-                            err(
-                                ErrorKind::Connect,
-                                format!("cannot read the offsets of Kafka topic {channel}: {e}"),
-                            )
-                        })?;
-                if start == StartAt::Latest {
-                    high
-                } else {
-                    low
-                }
-            }
-        };
+        let next = self.next_offset(channel, &start).await?;
         Ok(Resolved {
             start: StartAt::At(offset_bytes(next)),
             done: Some(done_before(next)),
