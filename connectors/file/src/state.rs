@@ -52,30 +52,12 @@ pub struct StateFile {
 impl StateFile {
     /// The checkpoint it holds.
     pub fn checkpoint(&self) -> Result<SinkCheckpoint, String> {
-        let mut offsets = Offsets::new();
-        for (ch, hex) in &self.offsets {
-            let bytes = (0..hex.len())
-                .step_by(2)
-                .map(|i| {
-                    hex.get(i..i + 2)
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                        .ok_or_else(|| format!("offset {hex:?} of channel {ch} is not hex"))
-                })
-                .collect::<Result<Vec<u8>, String>>()?;
-            offsets.insert(ch.clone(), bytes);
-        }
-        Ok(SinkCheckpoint {
-            epoch: self.epoch,
-            offsets,
-        })
+        cdc_state::checkpoint_from_hex(self.epoch, &self.offsets)
     }
 
     /// Hex form of offsets.
     pub fn hex_offsets(offsets: &Offsets) -> BTreeMap<String, String> {
-        offsets
-            .iter()
-            .map(|(ch, o)| (ch.clone(), o.iter().map(|b| format!("{b:02x}")).collect()))
-            .collect()
+        cdc_state::hex_offsets(offsets)
     }
 }
 

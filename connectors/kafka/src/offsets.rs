@@ -35,31 +35,13 @@ impl OffsetsRecord {
             pipeline: pipeline.into(),
             sink: sink.into(),
             epoch,
-            offsets: offsets
-                .iter()
-                .map(|(ch, off)| (ch.clone(), off.iter().map(|b| format!("{b:02x}")).collect()))
-                .collect(),
+            offsets: cdc_state::hex_offsets(offsets),
         }
     }
 
     /// Back to a checkpoint; `Err` names what is malformed.
     pub fn checkpoint(&self) -> Result<SinkCheckpoint, String> {
-        let mut offsets = Offsets::new();
-        for (ch, hex) in &self.offsets {
-            let bytes = (0..hex.len())
-                .step_by(2)
-                .map(|i| {
-                    hex.get(i..i + 2)
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                        .ok_or_else(|| format!("offset {hex:?} of channel {ch} is not hex"))
-                })
-                .collect::<Result<Vec<u8>, String>>()?;
-            offsets.insert(ch.clone(), bytes);
-        }
-        Ok(SinkCheckpoint {
-            epoch: self.epoch,
-            offsets,
-        })
+        cdc_state::checkpoint_from_hex(self.epoch, &self.offsets)
     }
 }
 

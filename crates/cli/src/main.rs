@@ -94,21 +94,6 @@ enum Command {
     },
 }
 
-fn init_logging(level: Option<&str>, json: bool) {
-    let filter = level
-        .map(tracing_subscriber::EnvFilter::new)
-        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let server_config = match &cli.command {
@@ -121,16 +106,21 @@ fn main() -> ExitCode {
         },
         _ => None,
     };
-    match &server_config {
-        // The server installs a reloadable filter (its `maintenance` request changes it).
-        Some(c) => {
-            let level = cli.log_level.clone().unwrap_or_else(|| c.log_level.clone());
-            if let Err(e) = cdc_server::logging::init(&level, cli.log_json) {
-                eprintln!("error: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        }
-        None => init_logging(cli.log_level.as_deref(), cli.log_json),
+    // One logging setup for every command: the flag, else the server file's `log_level`, else
+    // RUST_LOG, else `info`. The filter is reloadable (the server's `maintenance` request).
+    let level = cli
+        .log_level
+        .clone()
+        .or_else(|| server_config.as_ref().map(|c| c.log_level.clone()))
+        .or_else(|| {
+            std::env::var("RUST_LOG")
+                .ok()
+                .filter(|l| !l.trim().is_empty())
+        })
+        .unwrap_or_else(|| "info".to_string());
+    if let Err(e) = cdc_server::logging::init(&level, cli.log_json) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -106,21 +106,6 @@ impl RowEvent {
     }
 }
 
-/// Render a source offset: 8 bytes → the big-endian number in decimal, otherwise `0x` + hex.
-pub fn render_offset(offset: &[u8]) -> String {
-    match <[u8; 8]>::try_from(offset) {
-        Ok(b) => u64::from_be_bytes(b).to_string(),
-        Err(_) => {
-            let mut s = String::with_capacity(2 + offset.len() * 2);
-            s.push_str("0x");
-            for b in offset {
-                s.push_str(&format!("{b:02x}"));
-            }
-            s
-        }
-    }
-}
-
 struct Cached {
     def: Arc<CollectionDef>,
     collection_id: i64,
@@ -151,7 +136,7 @@ impl RowConverter {
     /// The row events of one change, in row order. Errors name the collection, field, channel
     /// and offset.
     pub fn convert(&mut self, ev: &ChangeEvent) -> Result<Vec<RowEvent>, EventError> {
-        let offset = render_offset(&ev.position.offset);
+        let offset = cdc_state::render_offset(&ev.position.offset);
         let at = || {
             format!(
                 "collection {}.{}, channel {}, offset {}",

@@ -169,9 +169,3 @@ fn errors_say_where() {
         "{e}"
     );
 }
-
-#[test]
-fn offsets_render_as_numbers_or_hex() {
-    assert_eq!(render_offset(&42u64.to_be_bytes()), "42");
-    assert_eq!(render_offset(&[1, 0xab]), "0x01ab");
-}

@@ -32,8 +32,9 @@ pub mod vector;
 pub use avro::{
     avro_value, encode_avro, encode_avro_datum, split_avro_message, AvroHeader, AvroWire,
 };
+pub use cdc_state::render_offset;
 pub use error::EventError;
-pub use event::{render_offset, DdlInfo, EventMeta, RowConverter, RowEvent, RowOp};
+pub use event::{DdlInfo, EventMeta, RowConverter, RowEvent, RowOp};
 pub use json::{encode_json, DynamicFields};
 pub use registry::{EventSchema, SchemaRecord, SchemaRegistry};
 pub use schema::{FieldInfo, RowSchema};

@@ -36,13 +36,6 @@ impl Default for StdoutSink {
     }
 }
 
-fn offset_text(offset: &[u8]) -> String {
-    match <[u8; 8]>::try_from(offset) {
-        Ok(b) => i64::from_be_bytes(b).to_string(),
-        Err(_) => offset.iter().map(|b| format!("{b:02x}")).collect(),
-    }
-}
-
 /// One human-readable line describing a change.
 pub fn describe(ev: &ChangeEvent) -> String {
     let target = if ev.collection.is_empty() {
@@ -69,7 +62,7 @@ pub fn describe(ev: &ChangeEvent) -> String {
         target,
         detail,
         ev.position.channel,
-        offset_text(&ev.position.offset)
+        cdc_state::render_offset(&ev.position.offset)
     )
 }
 

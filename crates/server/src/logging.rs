@@ -1,5 +1,5 @@
-//! Logging of the server, with a filter that the `maintenance` request `set_log_level` can
-//! change while the server runs.
+//! Logging of every `milvus-cdc` command (stderr, text or JSON lines), with a filter that the
+//! server's `maintenance` request `set_log_level` can change while it runs.
 
 use std::sync::OnceLock;
 

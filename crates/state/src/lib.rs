@@ -8,10 +8,12 @@
 //!
 //! The [`StateStore`] trait keeps the backend swappable; [`SledStore`] is the embedded default.
 
+mod offsets;
 mod sled_store;
 
 use std::collections::BTreeMap;
 
+pub use offsets::{checkpoint_from_hex, hex_offsets, render_offset};
 pub use sled_store::SledStore;
 
 /// Offsets of one sink: source channel name to the last offset whose changes the sink has
