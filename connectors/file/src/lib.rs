@@ -19,11 +19,41 @@ pub mod writer;
 pub use config::{FileFormat, FileSinkConfig};
 pub use sink::FileSink;
 
-use cdc_engine::{EngineError, Sink};
+use async_trait::async_trait;
+use cdc_engine::config::{BuildContext, ConfigError, SinkConfig, SinkKind};
+use cdc_engine::{DeliveryGuarantee, EngineError, Sink};
 
-impl FileSinkConfig {
+/// The `file` sink kind of pipeline documents.
+pub const SINK: SinkKind = SinkKind::of::<FileSinkConfig>(
+    KIND,
+    "write row-level change events to JSON Lines or Avro files, published at checkpoints",
+);
+const KIND: &str = "file";
+
+#[async_trait]
+impl SinkConfig for FileSinkConfig {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn delivery(&self) -> DeliveryGuarantee {
+        DeliveryGuarantee::ExactlyOnce
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        cdc_engine::config::first_problem(FileSinkConfig::validate(self))
+    }
+
     /// Validate and return the sink (it creates its directories in `open`).
-    pub fn build(&self, sink_id: &str) -> Result<Box<dyn Sink>, EngineError> {
-        Ok(Box::new(FileSink::new(self.clone(), sink_id)?))
+    async fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Sink>, EngineError> {
+        Ok(Box::new(FileSink::new(self.clone(), ctx.id)?))
+    }
+
+    fn clone_box(&self) -> Box<dyn SinkConfig> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cdc_connector_file::{FileFormat, FileSink, FileSinkConfig};
+use cdc_engine::config::{BuildContext, SinkConfig};
 use cdc_engine::metrics::ComponentMetrics;
 use cdc_engine::{
     ChangeEvent, Ddl, DeliveryGuarantee, EngineError, ErrorKind, Pipeline, PipelineOptions, Sink,
@@ -384,7 +385,9 @@ async fn a_crash_between_engine_and_file_commits_neither_loses_nor_duplicates() 
 
     // Restart with a healthy sink: leftovers are deleted, the crashed epoch is replayed.
     let last = engine_n + 30;
-    let sink = cfg.build("files").unwrap();
+    let sink = SinkConfig::build(&cfg, &BuildContext::new("test", "files"))
+        .await
+        .unwrap();
     pipeline(last, sink)
         .spawn(store.clone())
         .join()

@@ -24,16 +24,72 @@ pub mod topic;
 pub use config::{Delivery, Format, KafkaSinkConfig, KeyMode, SecurityConfig};
 pub use sink::KafkaSink;
 
-use cdc_engine::{EngineError, Sink};
+use async_trait::async_trait;
+use cdc_engine::config::{BuildContext, ConfigError, PipelineFacts, SinkConfig, SinkKind};
+use cdc_engine::{DeliveryGuarantee, EngineError, Sink};
 
-impl KafkaSinkConfig {
-    /// Validate, check that the brokers answer (an unreachable broker is a `Connect` error
-    /// naming the addresses), and return the sink; it connects its producer in `open`.
-    pub async fn build(&self, sink_id: &str) -> Result<Box<dyn Sink>, EngineError> {
-        Ok(Box::new(self.connect(sink_id).await?))
+/// The `kafka` sink kind of pipeline documents.
+pub const SINK: SinkKind = SinkKind::of::<KafkaSinkConfig>(
+    KIND,
+    "publish row-level change events (JSON or Avro) to Kafka topics",
+);
+const KIND: &str = "kafka";
+
+#[async_trait]
+impl SinkConfig for KafkaSinkConfig {
+    fn kind(&self) -> &'static str {
+        KIND
     }
 
-    /// Like [`KafkaSinkConfig::build`], returning the concrete sink.
+    fn delivery(&self) -> DeliveryGuarantee {
+        match self.delivery {
+            Delivery::AtLeastOnce => DeliveryGuarantee::AtLeastOnce,
+            Delivery::ExactlyOnce => DeliveryGuarantee::ExactlyOnce,
+        }
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        cdc_engine::config::first_problem(KafkaSinkConfig::validate(self))
+    }
+
+    /// A transaction stays open for a whole checkpoint interval: a timeout that is not longer
+    /// makes the broker abort every transaction.
+    fn validate_in(&self, facts: &PipelineFacts) -> Vec<ConfigError> {
+        let interval = facts.checkpoint_interval.as_millis() as u64;
+        if self.delivery == Delivery::ExactlyOnce && self.transaction_timeout_ms <= interval {
+            return vec![ConfigError::new(
+                "transaction_timeout_ms",
+                format!(
+                    "{} ms is not longer than checkpoint.interval_ms ({interval} ms): every                      transaction would time out; raise it (default 60000) or checkpoint more                      often",
+                    self.transaction_timeout_ms
+                ),
+            )];
+        }
+        Vec::new()
+    }
+
+    /// The brokers answer a metadata request.
+    async fn healthcheck(&self) -> Result<(), EngineError> {
+        client::check_brokers(self, "sink kafka").await
+    }
+
+    /// Validate, check that the brokers answer (an unreachable broker is a `Connect` error
+    /// naming the addresses), and return the sink; it connects its producer in `open`.
+    async fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Sink>, EngineError> {
+        Ok(Box::new(self.connect(ctx.id).await?))
+    }
+
+    fn clone_box(&self) -> Box<dyn SinkConfig> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl KafkaSinkConfig {
+    /// Validate, check that the brokers answer, and return the concrete sink.
     pub async fn connect(&self, sink_id: &str) -> Result<KafkaSink, EngineError> {
         self.validate()?;
         client::check_brokers(self, &format!("sink {sink_id}")).await?;

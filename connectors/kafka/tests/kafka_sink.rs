@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cdc_connector_kafka::{Delivery, Format, KafkaSink, KafkaSinkConfig};
+use cdc_engine::config::{BuildContext, SinkConfig};
 use cdc_engine::{
     ChangeEvent, Ddl, DeliveryGuarantee, EngineError, ErrorKind, Pipeline, PipelineOptions, Sink,
     SinkContext,
@@ -427,7 +428,9 @@ async fn exactly_once_crash_between_engine_and_kafka_commits_neither_loses_nor_d
     );
 
     // Restart with a healthy sink; the source ends at 120 changes.
-    let sink = cfg.build("out").await.unwrap();
+    let sink = SinkConfig::build(&cfg, &BuildContext::new("test", "out"))
+        .await
+        .unwrap();
     pipeline(120.max(engine_n + 10), sink)
         .spawn(store.clone())
         .join()
@@ -448,7 +451,7 @@ async fn unreachable_broker_is_a_clear_connect_error() {
     // Needs no service: nothing listens on port 1.
     let mut cfg = KafkaSinkConfig::new("127.0.0.1:1");
     cfg.connect_timeout_secs = 2;
-    let err = match cfg.build("out").await {
+    let err = match SinkConfig::build(&cfg, &BuildContext::new("test", "out")).await {
         Ok(_) => panic!("a broker on 127.0.0.1:1 cannot be reachable"),
         Err(e) => e,
     };

@@ -40,7 +40,9 @@ mod writer;
 
 use std::sync::Arc;
 
-use cdc_engine::{EngineError, ErrorKind, Sink};
+use async_trait::async_trait;
+use cdc_engine::config::{BuildContext, ConfigError, SinkConfig, SinkKind};
+use cdc_engine::{DeliveryGuarantee, EngineError, ErrorKind, Sink};
 
 pub use config::{
     BatchConfig, MilvusSinkConfig, ReplicateConfig, RetryConfig, SinkMode, TlsConfig, WriteMode,
@@ -53,23 +55,68 @@ fn component(sink_id: &str) -> String {
     format!("sink {sink_id}")
 }
 
-impl MilvusSinkConfig {
+/// The `milvus` sink kind of pipeline documents.
+pub const SINK: SinkKind = SinkKind::of::<MilvusSinkConfig>(
+    KIND,
+    "replay every change on a target Milvus (api or replicate mode)",
+);
+const KIND: &str = "milvus";
+
+#[async_trait]
+impl SinkConfig for MilvusSinkConfig {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn delivery(&self) -> DeliveryGuarantee {
+        // Both modes: upserts/deletes by primary key and idempotent DDL make replays harmless.
+        DeliveryGuarantee::ExactlyOnceInEffect
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        cdc_engine::config::first_problem(MilvusSinkConfig::validate(self))
+    }
+
+    /// Reach the target and check the credentials: a wrong target is refused when a task is
+    /// created, with the URI in the error.
+    async fn healthcheck(&self) -> Result<(), EngineError> {
+        self.check_connection()
+            .await
+            .map(|_| ())
+            .map_err(|e| EngineError {
+                message: format!(
+                    "fail to connect the target milvus {}: {}",
+                    self.uri, e.message
+                ),
+                ..e
+            })
+    }
+
     /// Validate, connect to the target and return the sink. A target that cannot be reached
     /// fails here with an error naming the URI.
-    pub async fn build(&self, sink_id: &str) -> Result<Box<dyn Sink>, EngineError> {
-        let sh = Arc::new(self.connect(sink_id).await?);
+    async fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Sink>, EngineError> {
+        let sh = Arc::new(self.connect(ctx.id).await?);
         Ok(match self.mode {
             SinkMode::Api => Box::new(MilvusSink::new(sh)),
             SinkMode::Replicate => Box::new(ReplicateSink::new(sh)),
         })
     }
 
+    fn clone_box(&self) -> Box<dyn SinkConfig> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl MilvusSinkConfig {
     /// Check that the target is reachable and accepts the credentials (used when a task is
     /// created). Returns the target's version string.
     pub async fn check_connection(&self) -> Result<String, EngineError> {
         let sh = self.connect("check").await?;
-        let c = &sh.client;
-        let version = c.version().await.unwrap_or_default();
+        let version = sh.client.version().await.unwrap_or_default();
         Ok(version)
     }
 

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cdc_connector_milvus_sink::MilvusSinkConfig;
+use cdc_engine::config::{BuildContext, SinkConfig};
 use cdc_engine::{Ddl, ErrorKind};
 use common::*;
 use tokio::net::{TcpListener, TcpStream};
@@ -79,7 +80,7 @@ async fn unreachable_target_fails_build_with_the_uri() {
     drop(l);
     let mut cfg = MilvusSinkConfig::new(&uri);
     cfg.connect_timeout_secs = 2;
-    let err = match cfg.build("t").await {
+    let err = match SinkConfig::build(&cfg, &BuildContext::new("test", "t")).await {
         Ok(_) => panic!("built a sink for a closed port"),
         Err(e) => e,
     };

@@ -303,18 +303,6 @@ impl MilvusSourceConfig {
         }
         Ok(())
     }
-
-    /// Validates the configuration and returns the (not yet opened) source as an engine
-    /// [`cdc_engine::Source`]. `pipeline` labels its metrics.
-    ///
-    /// # Errors
-    /// The errors of [`MilvusSourceConfig::validate`].
-    pub async fn build(&self, pipeline: &str) -> Result<Box<dyn cdc_engine::Source>, EngineError> {
-        Ok(Box::new(crate::source::MilvusSource::new(
-            self.clone(),
-            pipeline,
-        )?))
-    }
 }
 
 impl EtcdConfig {

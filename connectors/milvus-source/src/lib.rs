@@ -18,7 +18,8 @@
 //! * **Offsets** are per channel (Kafka: big-endian offset) and cover only what `next` already
 //!   returned; a restart resumes just after them (at-least-once).
 //!
-//! Entry points: [`MilvusSourceConfig`] (`validate`, `build`) and [`MilvusSource`].
+//! Entry points: [`SOURCE`] (the `milvus` source kind), [`MilvusSourceConfig`] (its
+//! [`SourceConfig`] factory) and [`MilvusSource`].
 
 pub mod config;
 pub mod decode;
@@ -38,3 +39,39 @@ pub use config::{
     TlsConfig,
 };
 pub use source::MilvusSource;
+
+use async_trait::async_trait;
+use cdc_engine::config::{BuildContext, ConfigError, SourceConfig, SourceKind};
+use cdc_engine::{EngineError, Source};
+
+/// The `milvus` source kind of pipeline documents.
+pub const SOURCE: SourceKind = SourceKind::of::<MilvusSourceConfig>(
+    KIND,
+    "a source Milvus: its etcd metadata and its message queue (Kafka or Pulsar)",
+);
+const KIND: &str = "milvus";
+
+#[async_trait]
+impl SourceConfig for MilvusSourceConfig {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        cdc_engine::config::first_problem(MilvusSourceConfig::validate(self))
+    }
+
+    /// Validates the configuration and returns the (not yet opened) source; the pipeline name
+    /// labels its metrics.
+    async fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, EngineError> {
+        Ok(Box::new(MilvusSource::new(self.clone(), ctx.pipeline)?))
+    }
+
+    fn clone_box(&self) -> Box<dyn SourceConfig> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

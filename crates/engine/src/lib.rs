@@ -6,6 +6,7 @@
 //! everything before it, and a restart resumes exactly there. See [`pipeline`] for the details.
 
 pub mod component;
+pub mod config;
 pub mod error;
 pub mod event;
 pub mod metrics;

@@ -2,24 +2,42 @@
 //! and validation, and [`build`], which connects every component and returns an engine
 //! [`cdc_engine::Pipeline`] ready to run.
 
-pub mod builtin;
-pub mod connectors;
 pub mod env;
+pub mod registry;
 pub mod spec;
 
 use std::time::Duration;
 
+use cdc_engine::config::BuildContext;
 use cdc_engine::transforms::{Filter, Rename};
 use cdc_engine::{EngineError, Operator, Pipeline, PipelineOptions};
 
 pub use spec::{PipelineSpec, SinkSpec, SourceSpec, SpecError, TransformSpec};
 
 /// Connect every component of a validated spec. Sinks connect first, so an unreachable target
-/// fails here, before anything is read.
+/// fails here, before anything is read. Each built sink must give the delivery guarantee its
+/// configuration declares.
 pub async fn build(spec: &PipelineSpec) -> Result<Pipeline, EngineError> {
+    let facts = spec.facts();
     let mut sinks = Vec::new();
     for (id, s) in &spec.sinks {
-        sinks.push((id.clone(), connectors::build_sink(s, id).await?));
+        let ctx = BuildContext {
+            pipeline: &spec.name,
+            id,
+            facts,
+        };
+        let sink = s.0.build(&ctx).await?;
+        let (declared, built) = (s.0.delivery(), sink.delivery());
+        if declared != built {
+            return Err(EngineError::internal(
+                format!("sink {id}"),
+                format!(
+                    "the {} configuration declares {declared:?} delivery but its sink gives                      {built:?}",
+                    s.0.kind()
+                ),
+            ));
+        }
+        sinks.push((id.clone(), sink));
     }
     let mut operators: Vec<Box<dyn Operator>> = Vec::new();
     for t in &spec.transforms {
@@ -28,7 +46,12 @@ pub async fn build(spec: &PipelineSpec) -> Result<Pipeline, EngineError> {
             TransformSpec::Rename(r) => Box::new(Rename::new(&r.rules)?),
         });
     }
-    let source = connectors::build_source(&spec.source, &spec.name).await?;
+    let ctx = BuildContext {
+        pipeline: &spec.name,
+        id: "source",
+        facts,
+    };
+    let source = spec.source.0.build(&ctx).await?;
     Ok(Pipeline {
         name: spec.name.clone(),
         source,

@@ -20,11 +20,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use cdc_engine::config::{ConfigError, PipelineFacts};
 use cdc_engine::transforms::{FilterConfig, NameMappingRule};
 use serde::{Deserialize, Serialize};
 
-use crate::builtin::{BlackholeConfig, StdoutConfig};
-use crate::connectors::{FileSinkConfig, KafkaSinkConfig, SinkConnector, SourceConnector};
+pub use crate::registry::{SinkSpec, SourceSpec};
 
 /// A whole pipeline.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -33,24 +33,18 @@ pub struct PipelineSpec {
     /// Name of the pipeline; its checkpoints are stored under this name, so renaming a
     /// pipeline starts it afresh.
     pub name: String,
-    /// Where changes come from (exactly one source).
+    /// Where changes come from (exactly one source), keyed by its kind
+    /// ([`crate::registry::SOURCES`]).
     pub source: SourceSpec,
     /// Operators applied in order to every change before the sinks.
     #[serde(default)]
     pub transforms: Vec<TransformSpec>,
-    /// Sinks by id. Every sink receives every change and keeps its own checkpoint.
+    /// Sinks by id, each keyed by its kind ([`crate::registry::SINKS`]). Every sink receives
+    /// every change and keeps its own checkpoint.
     pub sinks: BTreeMap<String, SinkSpec>,
     /// Checkpointing and buffering.
     #[serde(default)]
     pub checkpoint: CheckpointSpec,
-}
-
-/// The source of a pipeline, keyed by its kind.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceSpec {
-    /// A source Milvus: etcd metadata plus its message queue.
-    Milvus(Box<SourceConnector>),
 }
 
 /// One transform, keyed by its kind.
@@ -69,22 +63,6 @@ pub enum TransformSpec {
 pub struct RenameConfig {
     /// One rule per source database.
     pub rules: Vec<NameMappingRule>,
-}
-
-/// A sink, keyed by its kind.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum SinkSpec {
-    /// Replay on a target Milvus.
-    Milvus(Box<SinkConnector>),
-    /// Publish row-level change events (JSON or Avro) to Kafka topics.
-    Kafka(Box<KafkaSinkConfig>),
-    /// Write row-level change events to JSON Lines or Avro files, published at checkpoints.
-    File(Box<FileSinkConfig>),
-    /// Print one line per change on standard output (demos, debugging).
-    Stdout(StdoutConfig),
-    /// Count and drop every change (benchmarks).
-    Blackhole(BlackholeConfig),
 }
 
 /// Checkpointing and buffering options.
@@ -200,10 +178,11 @@ impl PipelineSpec {
                 "must be at least 1".into(),
             ));
         }
-        match &self.source {
-            SourceSpec::Milvus(c) => c
-                .validate()
-                .map_err(|e| invalid("source.milvus", e.message))?,
+        let facts = self.facts();
+        let src = &self.source.0;
+        let problems = src.validate().into_iter().chain(src.validate_in(&facts));
+        if let Some(e) = first(problems, &format!("source.{}", src.kind())) {
+            return Err(invalid(&e.path, e.message));
         }
         for (i, t) in self.transforms.iter().enumerate() {
             let r = match t {
@@ -225,14 +204,26 @@ impl PipelineSpec {
                     "sink ids use letters, digits, '_' and '-'".into(),
                 ));
             }
-            let r = match s {
-                SinkSpec::Milvus(c) => c.validate().map_err(|e| ("milvus", e.message)),
-                SinkSpec::Kafka(c) => c.validate().map_err(|e| ("kafka", e.message)),
-                SinkSpec::File(c) => c.validate().map_err(|e| ("file", e.message)),
-                SinkSpec::Stdout(_) | SinkSpec::Blackhole(_) => Ok(()),
-            };
-            r.map_err(|(kind, m)| invalid(&format!("sinks.{id}.{kind}"), m))?;
+            let sink = &s.0;
+            let problems = sink.validate().into_iter().chain(sink.validate_in(&facts));
+            if let Some(e) = first(problems, &format!("sinks.{id}.{}", sink.kind())) {
+                return Err(invalid(&e.path, e.message));
+            }
         }
         Ok(())
     }
+}
+
+impl PipelineSpec {
+    /// What components may check about this pipeline.
+    pub fn facts(&self) -> PipelineFacts {
+        PipelineFacts {
+            checkpoint_interval: std::time::Duration::from_millis(self.checkpoint.interval_ms),
+        }
+    }
+}
+
+/// The first of a component's problems, its path put under the component's own (`prefix`).
+fn first(problems: impl IntoIterator<Item = ConfigError>, prefix: &str) -> Option<ConfigError> {
+    problems.into_iter().next().map(|e| e.under(prefix))
 }

@@ -345,16 +345,11 @@ impl TaskManager {
             )));
         }
         for (id, s) in &spec.sinks {
-            if let cdc_pipeline::SinkSpec::Milvus(m) = s {
-                m.check_connection().await.map_err(|e| {
-                    let mut err = ApiError::from_engine(&e);
-                    err.message = format!(
-                        "sink {id}: fail to connect the target milvus {}: {e}",
-                        m.uri
-                    );
-                    err
-                })?;
-            }
+            s.0.healthcheck().await.map_err(|e| {
+                let mut err = ApiError::from_engine(&e);
+                err.message = format!("sink {id}: {}", e.message);
+                err
+            })?;
         }
         let name = spec.name.clone();
         let mut value = serde_json::to_value(&spec)

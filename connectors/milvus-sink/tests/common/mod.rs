@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use cdc_connector_milvus_sink::MilvusSinkConfig;
+use cdc_engine::config::BuildContext;
 use cdc_engine::metrics::ComponentMetrics;
 use cdc_engine::{
     ChangeEvent, CollectionDef, Ddl, DeleteBatch, Op, RowBatch, Sink, SinkContext, SourcePosition,
@@ -63,8 +64,7 @@ pub fn ctx(name: &str) -> SinkContext {
 
 /// Build and open a sink on `uri`.
 pub async fn open_sink(cfg: &MilvusSinkConfig, name: &str) -> Box<dyn Sink> {
-    let mut s = cfg
-        .build("target")
+    let mut s = cdc_engine::config::SinkConfig::build(cfg, &BuildContext::new(name, "target"))
         .await
         .expect("sink builds (is the target up?)");
     s.open(&ctx(name)).await.expect("sink opens");

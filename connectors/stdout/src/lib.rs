@@ -1,12 +1,25 @@
-//! Sinks built into every pipeline: `stdout` for demos and debugging, `blackhole` for
-//! benchmarks.
+//! Two small sinks: `stdout` prints one line per change (demos, debugging), `blackhole`
+//! counts and drops every change (benchmarks). They are also the smallest complete example of
+//! a connector: a configuration struct implementing [`SinkConfig`], a [`SinkKind`] constant
+//! the pipeline registry lists, and the [`Sink`] it builds.
 
 use std::io::Write;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use cdc_engine::config::{BuildContext, ConfigError, SinkConfig, SinkKind};
 use cdc_engine::{ChangeEvent, DeliveryGuarantee, EngineError, Op, Sink, SinkContext};
 use serde::{Deserialize, Serialize};
+
+/// The `stdout` sink kind.
+pub const STDOUT: SinkKind = SinkKind::of::<StdoutConfig>(
+    "stdout",
+    "print one line per change on standard output (demos, debugging)",
+);
+
+/// The `blackhole` sink kind.
+pub const BLACKHOLE: SinkKind =
+    SinkKind::of::<BlackholeConfig>("blackhole", "count and drop every change (benchmarks)");
 
 /// Options of the `stdout` sink.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -17,6 +30,60 @@ pub struct StdoutConfig {}
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlackholeConfig {}
+
+#[async_trait]
+impl SinkConfig for StdoutConfig {
+    fn kind(&self) -> &'static str {
+        STDOUT.name
+    }
+
+    fn delivery(&self) -> DeliveryGuarantee {
+        DeliveryGuarantee::AtLeastOnce
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        Vec::new()
+    }
+
+    async fn build(&self, _ctx: &BuildContext<'_>) -> Result<Box<dyn Sink>, EngineError> {
+        Ok(Box::new(StdoutSink::new()))
+    }
+
+    fn clone_box(&self) -> Box<dyn SinkConfig> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[async_trait]
+impl SinkConfig for BlackholeConfig {
+    fn kind(&self) -> &'static str {
+        BLACKHOLE.name
+    }
+
+    fn delivery(&self) -> DeliveryGuarantee {
+        DeliveryGuarantee::AtLeastOnce
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        Vec::new()
+    }
+
+    async fn build(&self, _ctx: &BuildContext<'_>) -> Result<Box<dyn Sink>, EngineError> {
+        Ok(Box::<BlackholeSink>::default())
+    }
+
+    fn clone_box(&self) -> Box<dyn SinkConfig> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// Prints one line per change: time, operation, database.collection, rows, channel@offset.
 pub struct StdoutSink {
