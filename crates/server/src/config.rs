@@ -66,6 +66,13 @@ pub struct ServerConfig {
     /// from their last committed checkpoint on the next start.
     #[serde(default = "default_shutdown_timeout_secs")]
     pub shutdown_timeout_secs: u64,
+    /// Bearer-token authentication of the API (`tokens_file`: `TOKEN ROLE` lines). Without it
+    /// the API is open to anyone who reaches the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::auth::AuthConfig>,
+    /// Largest accepted request body in bytes; larger requests get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 /// How the HTTP status line of `POST /cdc` responses is chosen.
@@ -100,6 +107,9 @@ fn default_true() -> bool {
 }
 fn default_shutdown_timeout_secs() -> u64 {
     60
+}
+fn default_max_body_bytes() -> usize {
+    crate::http::DEFAULT_MAX_BODY_BYTES
 }
 
 /// A configuration problem, naming the field.
@@ -185,6 +195,17 @@ impl ServerConfig {
         }
         if self.shutdown_timeout_secs == 0 {
             return err("shutdown_timeout_secs", "must be at least 1".into());
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return err(
+                "max_body_bytes",
+                "must be between 1024 and 67108864 (64 MiB)".into(),
+            );
+        }
+        if let Some(a) = &self.auth {
+            if a.tokens_file.as_os_str().is_empty() {
+                return err("auth.tokens_file", "must not be empty".into());
+            }
         }
         Ok(())
     }

@@ -14,6 +14,7 @@
 //!
 //! See `crates/server/README.md` for the configuration and the differences from milvus-cdc.
 
+pub mod auth;
 pub mod config;
 pub mod envelope;
 pub mod http;
@@ -56,6 +57,19 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         Arc::new(cdc_state::SledStore::open(&config.state_dir)?);
     let address = config.address.clone();
     let mode = config.http_status;
+    let max_body_bytes = config.max_body_bytes;
+    let auth = match &config.auth {
+        Some(a) => Some(Arc::new(
+            auth::Tokens::load(&a.tokens_file).map_err(|e| anyhow::anyhow!("{e}"))?,
+        )),
+        None => {
+            tracing::warn!(
+                message = "The task API has no authentication (no `auth.tokens_file`); anyone \
+                           who reaches the address can create and delete tasks."
+            );
+            None
+        }
+    };
     let manager = TaskManager::new(config, store);
     let to_start = manager
         .load()
@@ -64,11 +78,14 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let state = actix_web::web::Data::new(http::AppState {
         manager: manager.clone(),
         mode,
+        auth,
+        max_body_bytes,
     });
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
-            .configure(http::configure)
+            .wrap(actix_web::middleware::from_fn(auth::check))
+            .configure(|c| http::configure_limited(c, max_body_bytes))
     })
     .workers(2)
     .disable_signals()
