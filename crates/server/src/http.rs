@@ -38,6 +38,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/tasks/{task_id}/pause"),
     ("POST", "/tasks/{task_id}/resume"),
     ("GET", "/tasks/{task_id}/position"),
+    ("GET", "/cluster"),
 ];
 
 /// The request types of `POST /cdc`.
@@ -113,6 +114,9 @@ pub fn configure_limited(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             }
             ("GET", "/tasks/{task_id}/position") => {
                 cfg.route(path, web::get().to(tasks_position));
+            }
+            ("GET", "/cluster") => {
+                cfg.route(path, web::get().to(cluster_info));
             }
             (m, p) => warn!(
                 message = "Route without a handler; not registered.",
@@ -399,6 +403,18 @@ async fn tasks_resume(
             .await
             .map(|()| json!({})),
     )
+}
+
+async fn cluster_info(state: web::Data<AppState>) -> HttpResponse {
+    let mgr = &state.manager;
+    let r = match mgr.cluster.get() {
+        Some(c) => c.describe(mgr).await,
+        None => Ok(json!({
+            "mode": "single",
+            "instances": [{ "instance_id": "local", "tasks": mgr.list().iter().map(|t| t.task_id.clone()).collect::<Vec<_>>() }],
+        })),
+    };
+    rest(r)
 }
 
 async fn tasks_position(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
