@@ -119,7 +119,7 @@ impl Instance {
     fn new(env: &Env, dir: &Path, name: &str, etcd: &str, prefix: &str) -> Instance {
         let port = free_port();
         let tokens = dir.join("tokens");
-        std::fs::write(&tokens, format!("{ADMIN} admin\n")).unwrap();
+        std::fs::write(&tokens, format!("{ADMIN} admin\n")).expect("write the tokens file");
         let config = dir.join(format!("{name}.yaml"));
         std::fs::write(
             &config,
@@ -134,7 +134,7 @@ impl Instance {
                 tokens.display()
             ),
         )
-        .unwrap();
+        .expect("write the instance config");
         let mut i = Instance {
             name: name.into(),
             child: None,
@@ -154,7 +154,7 @@ impl Instance {
             .create(true)
             .append(true)
             .open(&self.log)
-            .unwrap();
+            .expect("open the instance log");
         self.child = Some(
             Command::new(&self.bin)
                 .args(["serve", "--config"])
@@ -252,10 +252,9 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 fn tag() -> String {
@@ -275,7 +274,7 @@ fn create_tasks(env: &Env, inst: &Instance, dbs: &[String]) -> Vec<String> {
                 "db_collections": { db.as_str(): [{ "name": "*" }] } } });
             let v = inst.api("POST", "/cdc", &body.to_string());
             assert_eq!(v["code"], 200, "{v}");
-            v["data"]["task_id"].as_str().unwrap().to_string()
+            v["data"]["task_id"].as_str().expect("task_id").to_string()
         })
         .collect()
 }
@@ -416,8 +415,8 @@ struct CutProxy {
 
 impl CutProxy {
     fn start(upstream: String) -> CutProxy {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = l.local_addr().expect("proxy address").port();
         let cut = Arc::new(AtomicBool::new(false));
         let c = cut.clone();
         std::thread::spawn(move || {
@@ -428,9 +427,10 @@ impl CutProxy {
                 let Ok(up) = TcpStream::connect(&upstream) else {
                     continue;
                 };
-                for (mut from, mut to) in
-                    [(s.try_clone().unwrap(), up.try_clone().unwrap()), (up, s)]
-                {
+                let (Ok(s2), Ok(up2)) = (s.try_clone(), up.try_clone()) else {
+                    continue;
+                };
+                for (mut from, mut to) in [(s2, up2), (up, s)] {
                     let c = c.clone();
                     std::thread::spawn(move || {
                         from.set_read_timeout(Some(Duration::from_millis(200))).ok();
