@@ -441,3 +441,6 @@ impl Cluster {
         self.stop.cancel();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -204,17 +204,22 @@ impl EtcdStore {
             }
         }
         let eps = endpoints.clone();
-        let client = rt
-            .block_on(async move {
-                let mut c = Client::connect(&eps, Some(opts)).await?;
-                c.status().await?;
-                Ok::<_, etcd_client::Error>(c)
-            })
-            .map_err(|e| {
-                be(format!(
-                    "cannot reach etcd: {e}; check state.etcd.endpoints and that etcd runs"
-                ))
-            })?;
+        let connect = async move {
+            let mut c = Client::connect(&eps, Some(opts)).await?;
+            c.status().await?;
+            Ok::<_, etcd_client::Error>(c)
+        };
+        // block_on would panic on a thread that already runs a runtime: wait on another one
+        let client = std::thread::scope(|s| {
+            s.spawn(|| rt.block_on(connect))
+                .join()
+                .unwrap_or_else(|_| Err(etcd_client::Error::InvalidArgs("connect panicked".into())))
+        })
+        .map_err(|e| {
+            be(format!(
+                "cannot reach etcd: {e}; check state.etcd.endpoints and that etcd runs"
+            ))
+        })?;
         Ok(Self {
             client,
             rt: Some(rt),
