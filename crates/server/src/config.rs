@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// `host:port` the HTTP API listens on. The original milvus-cdc listens on `0.0.0.0:8444`;
-    /// the default here is loopback only, because the API has no authentication.
+    /// the default here is loopback only, because without `auth` the API is open.
     #[serde(default = "default_address")]
     pub address: String,
     /// Directory of the embedded state store (task documents and checkpoints). Created if
