@@ -540,3 +540,90 @@ fn an_instance_cut_from_etcd_stops_committing_and_the_survivor_stays_exact() {
     drop((a, b));
     cleanup(&env, &dbs);
 }
+
+#[test]
+fn any_instance_answers_and_acts_for_any_task() {
+    let Some(env) = env("any_instance_answers_and_acts_for_any_task") else {
+        return;
+    };
+    let etcd = PrivateEtcd::start("h16-any");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dbs = vec![format!("h16_any_{}", tag())];
+    let a = Instance::new(&env, dir.path(), "a", &etcd.endpoint, "h16any");
+    let b = Instance::new(&env, dir.path(), "b", &etcd.endpoint, "h16any");
+    let tasks = create_tasks(&env, &a, &dbs);
+    let id = tasks[0].clone();
+    wait_owned(&b, &tasks, &["a"], Duration::from_secs(10));
+    let get = |i: &Instance| {
+        let v = i.api(
+            "POST",
+            "/cdc",
+            &json!({ "request_type": "get", "request_data": { "task_id": id } }).to_string(),
+        );
+        v["data"]["task"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(get(&b), "Running");
+    // pause through b: a (the owner) stops it and lets the key go
+    let v = b.api("POST", &format!("/tasks/{id}/pause"), "");
+    assert_eq!(v["code"], 200, "{v}");
+    let t = Instant::now();
+    while a.log_count("Stopping a task paused or handed back") == 0 || get(&a) != "Paused" {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "a did not stop:\n{}",
+            a.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let t = Instant::now();
+    while b.owners().iter().any(|(_, o)| o.is_some()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "key kept: {:?}",
+            b.owners()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // resume through b: b runs it now, and replicates
+    let v = b.api("POST", &format!("/tasks/{id}/resume"), "");
+    assert_eq!(v["code"], 200, "{v}");
+    wait_owned(&a, &tasks, &["b"], Duration::from_secs(10));
+    env.helper(&["setup", "--uri", &env.source, "--db", &dbs[0]]);
+    let mut c = env.insert(&dbs[0], 0, 50);
+    assert!(c.wait().expect("insert").success());
+    finish(&env, &dbs, 50, &[&a, &b]);
+    // delete through a: b stops it, both forget it
+    let v = a.api("DELETE", &format!("/tasks/{id}"), "");
+    assert_eq!(v["code"], 200, "{v}");
+    let t = Instant::now();
+    while b.log_count("Task deleted through another instance") == 0 || !b.owners().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "b kept it:\n{}",
+            b.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &etcd.endpoint,
+            "get",
+            "--prefix",
+            "h16any/",
+            "--keys-only",
+        ])
+        .output()
+        .expect("etcdctl");
+    let keys = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !keys.contains(&id),
+        "keys of the deleted task remain: {keys}"
+    );
+    drop((a, b));
+    cleanup(&env, &dbs);
+}
