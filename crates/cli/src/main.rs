@@ -48,6 +48,14 @@ enum Command {
             env = "MILVUS_CDC_STATE_DIR"
         )]
         state_dir: PathBuf,
+        /// Keep the checkpoints in etcd instead of --state-dir: comma-separated host:port of
+        /// the etcd members (user and password from MILVUS_CDC_STATE_ETCD_USER and
+        /// MILVUS_CDC_STATE_ETCD_PASSWORD).
+        #[arg(long, env = "MILVUS_CDC_STATE_ETCD", value_delimiter = ',')]
+        state_etcd: Vec<String>,
+        /// Key prefix in the --state-etcd store.
+        #[arg(long, default_value = "milvus-cdc", requires = "state_etcd")]
+        state_etcd_prefix: String,
         /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9187) at /metrics.
         #[arg(long)]
         metrics_addr: Option<String>,
@@ -137,18 +145,22 @@ fn main() -> ExitCode {
             Command::Run {
                 pipeline,
                 state_dir,
+                state_etcd,
+                state_etcd_prefix,
                 metrics_addr,
                 progress_secs,
                 duration_secs,
             } => {
-                run(
-                    pipeline,
-                    state_dir,
-                    metrics_addr,
-                    progress_secs,
-                    duration_secs,
-                )
-                .await
+                let state = if state_etcd.is_empty() {
+                    StateChoice::Dir(state_dir)
+                } else {
+                    let mut cfg = cdc_state::EtcdStateConfig::new(state_etcd);
+                    cfg.prefix = state_etcd_prefix;
+                    cfg.user = std::env::var("MILVUS_CDC_STATE_ETCD_USER").ok();
+                    cfg.password = std::env::var("MILVUS_CDC_STATE_ETCD_PASSWORD").ok();
+                    StateChoice::Etcd(cfg)
+                };
+                run(pipeline, state, metrics_addr, progress_secs, duration_secs).await
             }
             Command::Validate { pipelines } => validate(&pipelines),
             Command::DecodePosition { position } => decode_position(&position),
@@ -214,17 +226,35 @@ fn decode_position(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where `run` keeps its checkpoints.
+enum StateChoice {
+    Dir(PathBuf),
+    Etcd(cdc_state::EtcdStateConfig),
+}
+
 async fn run(
     file: PathBuf,
-    state_dir: PathBuf,
+    state: StateChoice,
     metrics_addr: Option<String>,
     progress_secs: u64,
     duration_secs: Option<u64>,
 ) -> anyhow::Result<()> {
     let spec = PipelineSpec::load(&file)?;
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
-    let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&state_dir)?);
+    let store: Arc<dyn StateStore> = match state {
+        StateChoice::Dir(state_dir) => {
+            std::fs::create_dir_all(&state_dir).with_context(|| {
+                format!("cannot create state directory {}", state_dir.display())
+            })?;
+            Arc::new(SledStore::open(&state_dir)?)
+        }
+        StateChoice::Etcd(cfg) => {
+            let store = tokio::task::spawn_blocking(move || cdc_state::EtcdStore::connect(&cfg))
+                .await
+                .context("etcd connect task")??;
+            info!(message = "Checkpoints are kept in etcd.", prefix = %store.prefix());
+            Arc::new(store)
+        }
+    };
     if let Some(addr) = &metrics_addr {
         metrics_http::serve(addr).await?;
         info!(message = "Serving metrics.", address = %addr, path = "/metrics");

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// `host:port` the HTTP API listens on. The original milvus-cdc listens on `0.0.0.0:8444`;
-    /// the default here is loopback only, because the API has no authentication.
+    /// the default here is loopback only, because without `auth` the API is open.
     #[serde(default = "default_address")]
     pub address: String,
     /// Directory of the embedded state store (task documents and checkpoints). Created if
@@ -66,6 +66,61 @@ pub struct ServerConfig {
     /// from their last committed checkpoint on the next start.
     #[serde(default = "default_shutdown_timeout_secs")]
     pub shutdown_timeout_secs: u64,
+    /// Bearer-token authentication of the API (`tokens_file`: `TOKEN ROLE` lines). Without it
+    /// the API is open to anyone who reaches the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::auth::AuthConfig>,
+    /// Largest accepted request body in bytes; larger requests get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Where tasks and checkpoints are kept: absent (or without `etcd`) for the embedded store
+    /// in `state_dir`; `state: { etcd: { endpoints, prefix, user, password, tls } }` for etcd,
+    /// which also makes the instances on one prefix a cluster (see `cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateConfig>,
+    /// Cluster behaviour when `state.etcd` is set.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// `state:` in server.yaml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Keep tasks and checkpoints in etcd under `prefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<cdc_state::EtcdStateConfig>,
+}
+
+/// `cluster:` in server.yaml (used with `state.etcd`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Seconds an instance's etcd lease lives without renewal: a dead instance's tasks are
+    /// taken over after about this long.
+    #[serde(default = "default_ttl_secs")]
+    pub ttl_secs: u64,
+    /// This instance's name in the cluster (default: host name and port of `address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// URL other instances and clients can reach this instance's API at (shown in
+    /// `GET /cluster`; default `http://{address}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_url: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            ttl_secs: default_ttl_secs(),
+            instance_id: None,
+            advertise_url: None,
+        }
+    }
+}
+
+fn default_ttl_secs() -> u64 {
+    10
 }
 
 /// How the HTTP status line of `POST /cdc` responses is chosen.
@@ -100,6 +155,9 @@ fn default_true() -> bool {
 }
 fn default_shutdown_timeout_secs() -> u64 {
     60
+}
+fn default_max_body_bytes() -> usize {
+    crate::http::DEFAULT_MAX_BODY_BYTES
 }
 
 /// A configuration problem, naming the field.
@@ -186,6 +244,33 @@ impl ServerConfig {
         if self.shutdown_timeout_secs == 0 {
             return err("shutdown_timeout_secs", "must be at least 1".into());
         }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return err(
+                "max_body_bytes",
+                "must be between 1024 and 67108864 (64 MiB)".into(),
+            );
+        }
+        if let Some(e) = self.state.as_ref().and_then(|s| s.etcd.as_ref()) {
+            if let Err((f, m)) = e.validate() {
+                return err(&format!("state.etcd.{f}"), m);
+            }
+        }
+        if !(2..=300).contains(&self.cluster.ttl_secs) {
+            return err("cluster.ttl_secs", "must be between 2 and 300".into());
+        }
+        if let Some(id) = &self.cluster.instance_id {
+            if !crate::task::valid_task_id(id) {
+                return err(
+                    "cluster.instance_id",
+                    "must be 1 to 64 letters, digits, '-' or '_'".into(),
+                );
+            }
+        }
+        if let Some(a) = &self.auth {
+            if a.tokens_file.as_os_str().is_empty() {
+                return err("auth.tokens_file", "must not be empty".into());
+            }
+        }
         Ok(())
     }
 }
@@ -220,6 +305,15 @@ mod tests {
         assert!(!c.persist_credentials);
         assert_eq!(c.checkpoint.interval_ms, 200);
         assert_eq!(c.max_task_num, 3);
+        let text = format!(
+            "{MIN}state:\n  etcd: {{ endpoints: [\"127.0.0.1:2379\"], prefix: cdc-a, user: u, \
+             password: p, tls: {{ ca_path: /ca.pem }} }}\ncluster: {{ ttl_secs: 5 }}\n\
+             auth: {{ tokens_file: /etc/t }}\n"
+        );
+        let c = ServerConfig::parse(&text, "t.yaml").unwrap();
+        let e = c.state.unwrap().etcd.unwrap();
+        assert_eq!((e.prefix.as_str(), e.user.as_deref()), ("cdc-a", Some("u")));
+        assert_eq!(c.cluster.ttl_secs, 5);
     }
 
     #[test]
@@ -236,6 +330,12 @@ mod tests {
             let e = ServerConfig::parse(&format!("{MIN}{extra}"), "t.yaml").unwrap_err();
             assert!(e.to_string().contains(field), "{field}: {e}");
         }
+        let e = ServerConfig::parse(
+            &format!("{MIN}state: {{ etcd: {{ endpoints: [] }} }}\n"),
+            "t.yaml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("state.etcd.endpoints"), "{e}");
         let e = ServerConfig::parse("address: 1.2.3.4:1\n", "t.yaml").unwrap_err();
         assert!(e.to_string().contains("source"), "{e}");
     }

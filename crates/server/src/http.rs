@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use tracing::{debug, warn};
 
@@ -38,6 +38,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/tasks/{task_id}/pause"),
     ("POST", "/tasks/{task_id}/resume"),
     ("GET", "/tasks/{task_id}/position"),
+    ("GET", "/cluster"),
 ];
 
 /// The request types of `POST /cdc`.
@@ -58,11 +59,23 @@ pub struct AppState {
     pub manager: Arc<TaskManager>,
     /// Status line policy of `POST /cdc`.
     pub mode: HttpStatusMode,
+    /// Bearer tokens (`auth.tokens_file`); `None` leaves the API open.
+    pub auth: Option<Arc<crate::auth::Tokens>>,
+    /// Largest accepted request body (`max_body_bytes`).
+    pub max_body_bytes: usize,
 }
+
+/// Default of `max_body_bytes`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Register [`ROUTES`] on an actix app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::PayloadConfig::new(8 * 1024 * 1024));
+    configure_limited(cfg, DEFAULT_MAX_BODY_BYTES);
+}
+
+/// Register [`ROUTES`] with bodies limited to `max_body_bytes` (larger ones get 413).
+pub fn configure_limited(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    cfg.app_data(web::PayloadConfig::new(max_body_bytes));
     for (method, path) in ROUTES {
         match (*method, *path) {
             ("POST", "/cdc") => {
@@ -102,6 +115,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             ("GET", "/tasks/{task_id}/position") => {
                 cfg.route(path, web::get().to(tasks_position));
             }
+            ("GET", "/cluster") => {
+                cfg.route(path, web::get().to(cluster_info));
+            }
             (m, p) => warn!(
                 message = "Route without a handler; not registered.",
                 method = m,
@@ -128,7 +144,7 @@ async fn cdc_wrong_method(state: web::Data<AppState>, req: HttpRequest) -> HttpR
     respond(&body, body.http_status(state.mode))
 }
 
-async fn cdc_post(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+async fn cdc_post(state: web::Data<AppState>, http: HttpRequest, body: web::Bytes) -> HttpResponse {
     let started = Instant::now();
     let req: CdcRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -148,6 +164,12 @@ async fn cdc_post(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse 
         metrics::UNKNOWN_TYPE
     };
     metrics::request(label, status::TOTAL);
+    if http.extensions().get::<crate::auth::Role>() == Some(&crate::auth::Role::Read)
+        && !crate::auth::READ_REQUEST_TYPES.contains(&rtype.as_str())
+    {
+        metrics::request(label, status::FAIL);
+        return crate::auth::forbidden(&format!("the {label} request"));
+    }
     let body = match dispatch(&state.manager, &req).await {
         Ok((data, warnings)) => {
             metrics::request(label, status::SUCCESS);
@@ -383,6 +405,18 @@ async fn tasks_resume(
     )
 }
 
+async fn cluster_info(state: web::Data<AppState>) -> HttpResponse {
+    let mgr = &state.manager;
+    let r = match mgr.cluster.get() {
+        Some(c) => c.describe(mgr).await,
+        None => Ok(json!({
+            "mode": "single",
+            "instances": [{ "instance_id": "local", "tasks": mgr.list().iter().map(|t| t.task_id.clone()).collect::<Vec<_>>() }],
+        })),
+    };
+    rest(r)
+}
+
 async fn tasks_position(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
     rest(
         state
@@ -395,3 +429,6 @@ async fn tasks_position(state: web::Data<AppState>, path: web::Path<String>) -> 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod auth_tests;

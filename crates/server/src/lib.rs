@@ -14,6 +14,9 @@
 //!
 //! See `crates/server/README.md` for the configuration and the differences from milvus-cdc.
 
+pub mod auth;
+pub mod cluster;
+mod cluster_tasks;
 pub mod config;
 pub mod envelope;
 pub mod http;
@@ -46,17 +49,61 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     config
         .validate()
         .map_err(|(field, msg)| anyhow::anyhow!("server configuration: {field}: {msg}"))?;
-    std::fs::create_dir_all(&config.state_dir).with_context(|| {
-        format!(
-            "cannot create the state directory {}",
-            config.state_dir.display()
-        )
-    })?;
-    let store: Arc<dyn cdc_state::StateStore> =
-        Arc::new(cdc_state::SledStore::open(&config.state_dir)?);
+    let etcd_cfg = config.state.as_ref().and_then(|s| s.etcd.clone());
+    let (store, etcd): (Arc<dyn cdc_state::StateStore>, _) = match etcd_cfg {
+        Some(cfg) => {
+            let etcd = tokio::task::spawn_blocking(move || cdc_state::EtcdStore::connect(&cfg))
+                .await
+                .context("etcd connect task")??;
+            let etcd = Arc::new(etcd);
+            info!(message = "Tasks and checkpoints are kept in etcd.", prefix = %etcd.prefix());
+            (etcd.clone(), Some(etcd))
+        }
+        None => {
+            std::fs::create_dir_all(&config.state_dir).with_context(|| {
+                format!(
+                    "cannot create the state directory {}",
+                    config.state_dir.display()
+                )
+            })?;
+            (
+                Arc::new(cdc_state::SledStore::open(&config.state_dir)?),
+                None,
+            )
+        }
+    };
+    let cluster = etcd.map(|etcd| {
+        let id = config
+            .cluster
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| default_instance_id(&config.address));
+        let url = config
+            .cluster
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.address));
+        cluster::Cluster::new(etcd, id, url, config.cluster.ttl_secs)
+    });
     let address = config.address.clone();
     let mode = config.http_status;
+    let max_body_bytes = config.max_body_bytes;
+    let auth = match &config.auth {
+        Some(a) => Some(Arc::new(
+            auth::Tokens::load(&a.tokens_file).map_err(|e| anyhow::anyhow!("{e}"))?,
+        )),
+        None => {
+            tracing::warn!(
+                message = "The task API has no authentication (no `auth.tokens_file`); anyone \
+                           who reaches the address can create and delete tasks."
+            );
+            None
+        }
+    };
     let manager = TaskManager::new(config, store);
+    if let Some(c) = &cluster {
+        let _ = manager.cluster.set(c.clone());
+    }
     let to_start = manager
         .load()
         .map_err(|e| anyhow::anyhow!("cannot load the stored tasks: {}", e.message))?;
@@ -64,11 +111,14 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let state = actix_web::web::Data::new(http::AppState {
         manager: manager.clone(),
         mode,
+        auth,
+        max_body_bytes,
     });
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
-            .configure(http::configure)
+            .wrap(actix_web::middleware::from_fn(auth::check))
+            .configure(|c| http::configure_limited(c, max_body_bytes))
     })
     .workers(2)
     .disable_signals()
@@ -81,7 +131,11 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
 
     let starter = {
         let m = manager.clone();
-        tokio::spawn(async move { m.start_loaded(to_start).await })
+        match &cluster {
+            // tasks are taken by the cluster loop, each by one instance
+            Some(c) => tokio::spawn(c.clone().run(m)),
+            None => tokio::spawn(async move { m.start_loaded(to_start).await }),
+        }
     };
     let server_task = tokio::spawn(server);
     let reason = wait_for_signal().await;
@@ -89,9 +143,36 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     starter.abort();
     handle.stop(true).await;
     let _ = server_task.await;
+    if let Some(c) = &cluster {
+        c.stop_loop();
+    }
     manager.shutdown().await;
+    if let Some(c) = &cluster {
+        c.shutdown().await;
+    }
     info!(message = "Server stopped.");
     Ok(())
+}
+
+/// `host-port`: the machine's host name and the API port.
+fn default_instance_id(address: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "instance".into());
+    let port = address.rsplit_once(':').map(|(_, p)| p).unwrap_or("0");
+    let id: String = format!("{}-{port}", host.trim())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    id
 }
 
 async fn wait_for_signal() -> &'static str {

@@ -107,6 +107,9 @@ impl TaskManager {
         }
         let doc = slot.snapshot();
         let value = self.runnable_spec(&doc, &op.secrets)?;
+        if let Some(c) = self.cluster.get() {
+            c.acquire(&doc.task_id).await?;
+        }
         let spec = translate::parse_spec(&value, &doc.task_id)?;
         let pipeline = cdc_pipeline::build(&spec)
             .await
@@ -313,12 +316,28 @@ async fn watch_pipeline(
         Ok(()) => "the pipeline ended: its source has no more data".to_string(),
         Err(e) => e.to_string(),
     };
-    warn!(message = "Task pipeline ended; pausing the task.", task_id = %slot.id, reason = %reason);
     let mut op = slot.op.lock().await;
     if op.deleted || op.run.as_ref().map(|r| r.generation) != Some(generation) {
         return;
     }
     op.run = None;
+    if let Some(c) = mgr.cluster.get() {
+        if !c.owns(&slot.id) || reason.contains("no longer owns the task") {
+            // fenced: another instance runs it now; its document is not ours to change
+            warn!(message = "Task pipeline stopped: this instance lost the task.", task_id = %slot.id, reason = %reason);
+            c.forget(&slot.id);
+            return;
+        }
+        if reason.contains("state store") {
+            // etcd unreachable or failing: keep the task running in the cluster; the cluster
+            // loop (here or elsewhere) starts it again from its last committed checkpoint
+            warn!(message = "Task pipeline stopped by a state store error; releasing it to the cluster.", task_id = %slot.id, reason = %reason);
+            drop(op);
+            c.release(&slot.id).await;
+            return;
+        }
+    }
+    warn!(message = "Task pipeline ended; pausing the task.", task_id = %slot.id, reason = %reason);
     if let Err(e) = mgr.set_state(&slot, TaskState::Paused, &reason).await {
         error!(message = "Cannot store the paused state of a failed task.", task_id = %slot.id, error = %e.message);
     }

@@ -60,6 +60,8 @@ pub struct TaskManager {
     pub(crate) store: Arc<dyn StateStore>,
     slots: RwLock<BTreeMap<String, Arc<Slot>>>,
     create_lock: tokio::sync::Mutex<()>,
+    /// Cluster membership (`state.etcd`), set once by [`crate::serve`].
+    pub(crate) cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Result of a create: the task id and warnings for the response `message`.
@@ -79,6 +81,7 @@ impl TaskManager {
             store,
             slots: RwLock::new(BTreeMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -114,7 +117,7 @@ impl TaskManager {
         slot
     }
 
-    fn unregister(&self, id: &str) {
+    pub(crate) fn unregister(&self, id: &str) {
         if let Ok(mut m) = self.slots.write() {
             m.remove(id);
         }
@@ -420,12 +423,17 @@ impl TaskManager {
         }
         self.stop_run(&mut op).await;
         info!(message = "Task paused.", task_id = %task_id);
-        self.set_state(
-            &slot,
-            TaskState::Paused,
-            "manually pause through http interface",
-        )
-        .await
+        let stored = self
+            .set_state(
+                &slot,
+                TaskState::Paused,
+                "manually pause through http interface",
+            )
+            .await;
+        if let Some(c) = self.cluster.get() {
+            c.release(task_id).await;
+        }
+        stored
     }
 
     /// `resume`: start the pipeline again from the committed checkpoint. `credentials` supply
@@ -468,6 +476,7 @@ impl TaskManager {
                 info!(message = "Task resumed.", task_id = %task_id);
                 self.set_state(&slot, TaskState::Running, "").await
             }
+            Err(e) if e.message.contains("is run by cluster instance") => Err(e),
             Err(e) => {
                 let reason = format!("fail to start task, err: {}", e.message);
                 let _ = self.set_state(&slot, TaskState::Paused, &reason).await;
@@ -502,6 +511,9 @@ impl TaskManager {
         op.deleted = true;
         op.secrets.clear();
         self.unregister(task_id);
+        if let Some(c) = self.cluster.get() {
+            c.release(task_id).await;
+        }
         info!(message = "Task deleted.", task_id = %task_id);
         Ok(())
     }

@@ -4,7 +4,9 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 
 use crate::task::TaskState;
 
@@ -32,6 +34,8 @@ struct ServerMetrics {
     task_state: IntGaugeVec,
     requests: IntCounterVec,
     latency: HistogramVec,
+    owned: IntGauge,
+    takeovers: IntCounter,
 }
 
 fn metrics() -> &'static ServerMetrics {
@@ -72,7 +76,31 @@ fn metrics() -> &'static ServerMetrics {
             )
             .expect("valid metric"),
         ),
+        owned: cdc_engine::metrics::register(
+            IntGauge::new(
+                "milvus_cdc_cluster_owned_tasks",
+                "tasks this cluster instance owns (holds the etcd ownership key of)",
+            )
+            .expect("valid metric"),
+        ),
+        takeovers: cdc_engine::metrics::register(
+            IntCounter::new(
+                "milvus_cdc_cluster_acquired_tasks_total",
+                "task ownership keys this cluster instance took (creates, resumes, takeovers)",
+            )
+            .expect("valid metric"),
+        ),
     })
+}
+
+/// Set the number of tasks this cluster instance owns.
+pub fn cluster_owned(n: usize) {
+    metrics().owned.set(n as i64);
+}
+
+/// Count a task ownership taken.
+pub fn cluster_takeover() {
+    metrics().takeovers.inc();
 }
 
 /// Set the per-state task counts.

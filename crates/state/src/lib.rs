@@ -6,13 +6,18 @@
 //! one epoch's offsets for one sink atomically and durably (fsync) before returning, so a
 //! restart after `kill -9` resumes exactly after the last acknowledged write.
 //!
-//! The [`StateStore`] trait keeps the backend swappable; [`SledStore`] is the embedded default.
+//! The [`StateStore`] trait keeps the backend swappable; [`SledStore`] is the embedded default,
+//! [`EtcdStore`] keeps the same in etcd for several instances (see `etcd_store`).
 
+mod etcd_store;
 mod offsets;
 mod sled_store;
+#[doc(hidden)]
+pub mod testing;
 
 use std::collections::BTreeMap;
 
+pub use etcd_store::{EtcdStateConfig, EtcdStore, EtcdTls, Fence};
 pub use offsets::{checkpoint_from_hex, hex_offsets, render_offset};
 pub use sled_store::SledStore;
 
@@ -26,6 +31,9 @@ pub enum StateError {
     /// The backend failed (I/O, corruption, lock held by another process, ...).
     #[error("state store {path}: {message}")]
     Backend { path: String, message: String },
+    /// A fenced commit: this instance lost the task's ownership, nothing was written.
+    #[error("state store: pipeline {pipeline}: {message}")]
+    Fenced { pipeline: String, message: String },
     /// A stored value could not be read back.
     #[error("state store: corrupt value under key {key:?}: {message}")]
     Corrupt { key: String, message: String },

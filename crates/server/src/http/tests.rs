@@ -32,6 +32,8 @@ macro_rules! app {
                 .app_data(web::Data::new(AppState {
                     manager: $mgr.clone(),
                     mode: $mode,
+                    auth: None,
+                    max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 }))
                 .configure(configure),
         )

@@ -1,0 +1,81 @@
+//! Ownership against a private etcd: one owner per task, a clear refusal naming the owner,
+//! and a dead owner (lease gone) fenced off while another instance takes the task.
+
+use std::sync::Arc;
+
+use cdc_state::testing::PrivateEtcd;
+use cdc_state::{EtcdStateConfig, EtcdStore, StateStore};
+
+use super::*;
+
+fn member(etcd: &PrivateEtcd, id: &str) -> (Arc<EtcdStore>, Arc<Cluster>) {
+    let mut cfg = EtcdStateConfig::new(vec![etcd.endpoint.clone()]);
+    cfg.prefix = "h16-unit".into();
+    let store = Arc::new(EtcdStore::connect(&cfg).unwrap());
+    let c = Cluster::new(store.clone(), id.into(), format!("http://{id}"), 3);
+    (store, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_owner_per_task_and_a_dead_owner_is_fenced() {
+    let etcd = PrivateEtcd::start("h16-cluster-unit");
+    let (store_a, a) = member(&etcd, "a");
+    let (store_b, b) = member(&etcd, "b");
+    // no lease yet: a clear refusal
+    let e = a.acquire("t").await.unwrap_err();
+    assert!(e.message.contains("no etcd lease"), "{}", e.message);
+    let lease_a = a.join().await.unwrap();
+    b.join().await.unwrap();
+    a.acquire("t").await.unwrap();
+    a.acquire("t").await.unwrap(); // idempotent
+    assert!(a.owns("t"));
+    let e = b.acquire("t").await.unwrap_err();
+    assert!(e.message.contains("instance \"a\""), "{}", e.message);
+    let offs: cdc_state::Offsets = [("ch".to_string(), vec![1])].into();
+    let sa = store_a.clone();
+    let o = offs.clone();
+    tokio::task::spawn_blocking(move || sa.commit("t", "k", 1, &o))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // a "dies": its lease ends (as after kill -9 and the TTL), b takes the task over
+    let mut client = store_b.client();
+    client.lease_revoke(lease_a).await.unwrap();
+    b.acquire("t").await.unwrap();
+    let owners = b.owners().await.unwrap();
+    assert_eq!(owners["t"].0, "b");
+    // a still believes it owns t, but its commits are refused and change nothing
+    assert!(a.owns("t"));
+    let sa = store_a.clone();
+    let o = offs.clone();
+    let r = tokio::task::spawn_blocking(move || sa.commit("t", "k", 2, &o))
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Err(cdc_state::StateError::Fenced { .. })),
+        "{r:?}"
+    );
+    let sb = store_b.clone();
+    let cp = tokio::task::spawn_blocking(move || sb.load("t", "k"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cp.epoch, 1);
+    // b commits; releasing a key that is not ours any more leaves b's key alone
+    let sb = store_b.clone();
+    tokio::task::spawn_blocking(move || sb.commit("t", "k", 2, &offs))
+        .await
+        .unwrap()
+        .unwrap();
+    a.release("t").await;
+    assert_eq!(b.owners().await.unwrap()["t"].0, "b");
+    b.release("t").await;
+    assert!(b.owners().await.unwrap().is_empty());
+    let described = b.instances().await.unwrap();
+    assert!(described.contains_key("b"), "{described:?}");
+    assert!(
+        !described.contains_key("a"),
+        "a's registration outlived its lease"
+    );
+}
