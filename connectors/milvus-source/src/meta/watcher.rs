@@ -52,6 +52,36 @@ fn connect_err(what: String) -> EngineError {
     EngineError::new(COMPONENT, ErrorKind::Connect, what).retriable()
 }
 
+/// Whether retrying after `e` can succeed without anyone acting: everything but refused
+/// credentials or permissions and invalid requests or settings.
+pub fn is_transient(e: &etcd_client::Error) -> bool {
+    use etcd_client::Error as E;
+    match e {
+        // gRPC codes: 3 InvalidArgument, 7 PermissionDenied, 16 Unauthenticated.
+        E::GRpcStatus(s) => !matches!(i32::from(s.code()), 3 | 7 | 16),
+        E::InvalidArgs(_) | E::InvalidUri(_) | E::InvalidMetadataValue(_) | E::Utf8Error(_) => {
+            false
+        }
+        _ => true,
+    }
+}
+
+/// An etcd failure `what: e`, retriable when `e` is transient (with a hint when not).
+fn etcd_err(what: String, e: &etcd_client::Error) -> EngineError {
+    if is_transient(e) {
+        connect_err(format!("{what}: {e}"))
+    } else {
+        EngineError::new(
+            COMPONENT,
+            ErrorKind::Connect,
+            format!(
+                "{what}: {e}; etcd refused the request: check `etcd.username`, \
+                 `etcd.password`, `etcd.tls` and the user's permissions on the root path"
+            ),
+        )
+    }
+}
+
 /// Connects to etcd with the configured auth and TLS.
 ///
 /// # Errors
@@ -93,9 +123,10 @@ pub async fn connect(cfg: &EtcdConfig) -> Result<Client, EngineError> {
         }
     }
     Client::connect(&endpoints, Some(opts)).await.map_err(|e| {
-        connect_err(format!(
-            "cannot connect to the source etcd {endpoints:?}: {e}"
-        ))
+        etcd_err(
+            format!("cannot connect to the source etcd {endpoints:?}"),
+            &e,
+        )
     })
 }
 
@@ -150,7 +181,7 @@ pub async fn scan(
     let resp = client
         .get(start.as_bytes(), Some(GetOptions::new().with_range(end)))
         .await
-        .map_err(|e| connect_err(format!("cannot read {p} from the source etcd: {e}")))?;
+        .map_err(|e| etcd_err(format!("cannot read {p} from the source etcd"), &e))?;
     let revision = resp.header().map_or(0, |h| h.revision());
     for kv in resp.kvs() {
         if let Some(key) = load_key_of(meta_root, kv) {
@@ -311,7 +342,11 @@ impl WatchTask {
             }
             match connect(&self.etcd).await {
                 Ok(c) => self.client = c,
-                Err(e) => debug!(message = "etcd reconnect failed.", error = %e),
+                Err(e) if e.retriable => debug!(message = "etcd reconnect failed.", error = %e),
+                Err(e) => {
+                    let _ = self.tx.send(Input::Failed(e)).await;
+                    return;
+                }
             }
         }
     }
@@ -333,7 +368,7 @@ impl WatchTask {
             .client
             .watch(start.as_bytes(), Some(opts))
             .await
-            .map_err(|e| connect_err(format!("cannot watch {p} on the source etcd: {e}")))?;
+            .map_err(|e| etcd_err(format!("cannot watch {p} on the source etcd"), &e))?;
         let mut last_request = Instant::now();
         loop {
             let retry = tokio::time::sleep(Duration::from_millis(100));
@@ -348,7 +383,7 @@ impl WatchTask {
                 _ = settle, if due.is_some() => self.send_held().await?,
                 msg = stream.message() => {
                     let resp = msg
-                        .map_err(|e| connect_err(format!("the watch of {p} on the source etcd failed: {e}")))?
+                        .map_err(|e| etcd_err(format!("the watch of {p} on the source etcd failed"), &e))?
                         .ok_or_else(|| connect_err(format!("the source etcd closed the watch of {p}")))?;
                     if resp.canceled() {
                         if resp.compact_revision() > 0 {
@@ -409,7 +444,7 @@ impl WatchTask {
             .client
             .get(start.as_bytes(), Some(GetOptions::new().with_range(end)))
             .await
-            .map_err(|e| connect_err(format!("cannot rescan {p} on the source etcd: {e}")))?;
+            .map_err(|e| etcd_err(format!("cannot rescan {p} on the source etcd"), &e))?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let after = self.from_revision - 1;
         let mut scanned = Scanned::default();
@@ -567,6 +602,22 @@ impl WatchTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_credentials_are_fatal_and_outages_transient() {
+        let status = |code| etcd_client::Error::GRpcStatus(tonic::Status::new(code, "x"));
+        assert!(!is_transient(&status(tonic::Code::Unauthenticated)));
+        assert!(!is_transient(&status(tonic::Code::PermissionDenied)));
+        assert!(!is_transient(&status(tonic::Code::InvalidArgument)));
+        assert!(is_transient(&status(tonic::Code::Unavailable)));
+        assert!(is_transient(&status(tonic::Code::DeadlineExceeded)));
+        let e = etcd_err(
+            "cannot connect".into(),
+            &status(tonic::Code::Unauthenticated),
+        );
+        assert!(!e.retriable && e.message.contains("etcd.username"), "{e}");
+        assert!(etcd_err("x".into(), &etcd_client::Error::WatchError("h2".into())).retriable);
+    }
 
     #[test]
     fn partition_offsets_order_by_timestamp_then_id() {

@@ -10,6 +10,9 @@
 //! be checkpointed at once and does not depend on when a reader task gets to run. The empty
 //! offset ([`BEFORE_FIRST`]) stands for "before the first message of the channel" (an empty
 //! channel, or a topic that does not exist yet); it sorts before every real offset.
+//!
+//! Readers are used through [`resilient::ResilientReader`], which reopens them after a broker
+//! outage.
 
 use async_trait::async_trait;
 use cdc_engine::{EngineError, Offset};
@@ -50,7 +53,7 @@ pub struct Resolved {
 /// Reads one channel in order.
 ///
 /// A failure whose [`EngineError::retriable`] is set is transient (the broker is away for a
-/// while): the reader task drops the reader and opens a new one after
+/// while): [`resilient::ResilientReader`] drops the reader and opens a new one after
 /// [`MqReader::last_read`], with backoff. Any other failure stops the task.
 #[async_trait]
 pub trait MqReader: Send {
