@@ -74,6 +74,72 @@ pub struct MilvusSourceConfig {
     /// ordering waits for.
     #[serde(default = "default_max_pending_mib")]
     pub max_pending_mib: usize,
+    /// How the source rides out an outage of its etcd or message queue (a restart, a network
+    /// cut): it reconnects with exponential backoff and resumes exactly where it was (the etcd
+    /// watch from its revision, each channel after its last message). Faults that cannot heal
+    /// (an offset the broker no longer holds, refused credentials) stop the task at once.
+    #[serde(default)]
+    pub reconnect: ReconnectConfig,
+}
+
+/// Reconnecting to etcd and the message queue after they went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectConfig {
+    /// Delay, in milliseconds, before the first reconnect attempt; it doubles after each
+    /// failed attempt (with jitter). Default 200.
+    #[serde(default = "default_reconnect_initial_ms")]
+    pub initial_ms: u64,
+    /// Largest delay, in milliseconds, between two attempts. Default 10000.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub max_ms: u64,
+    /// Stop the task with an error once a dependency stayed unreachable this many seconds.
+    /// Absent (the default): retry for ever, logging a warning every 30 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub give_up_after_s: Option<u64>,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        Self {
+            initial_ms: default_reconnect_initial_ms(),
+            max_ms: default_reconnect_max_ms(),
+            give_up_after_s: None,
+        }
+    }
+}
+
+impl ReconnectConfig {
+    /// The engine retry policy of this configuration.
+    pub fn policy(&self) -> cdc_engine::retry::RetryPolicy {
+        cdc_engine::retry::RetryPolicy {
+            initial: std::time::Duration::from_millis(self.initial_ms),
+            max: std::time::Duration::from_millis(self.max_ms),
+            give_up_after: self.give_up_after_s.map(std::time::Duration::from_secs),
+        }
+    }
+
+    fn validate(&self) -> Result<(), EngineError> {
+        if self.initial_ms == 0 {
+            return Err(field_err("reconnect.initial_ms", "must be greater than 0"));
+        }
+        if self.max_ms < self.initial_ms {
+            return Err(field_err(
+                "reconnect.max_ms",
+                format!(
+                    "{} is less than `reconnect.initial_ms` ({})",
+                    self.max_ms, self.initial_ms
+                ),
+            ));
+        }
+        if self.give_up_after_s == Some(0) {
+            return Err(field_err(
+                "reconnect.give_up_after_s",
+                "must be greater than 0 (leave it out to retry for ever)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Connection to the source Milvus etcd.
@@ -209,6 +275,12 @@ fn default_max_pending_mib() -> usize {
 fn default_etcd_timeout_ms() -> u64 {
     10_000
 }
+fn default_reconnect_initial_ms() -> u64 {
+    200
+}
+fn default_reconnect_max_ms() -> u64 {
+    10_000
+}
 
 fn field_err(field: &str, what: impl std::fmt::Display) -> EngineError {
     EngineError::config(COMPONENT, format!("field `{field}`: {what}"))
@@ -253,6 +325,7 @@ impl MilvusSourceConfig {
             idle_channel_ms: default_idle_channel_ms(),
             channel_buffer: default_channel_buffer(),
             max_pending_mib: default_max_pending_mib(),
+            reconnect: ReconnectConfig::default(),
         }
     }
 
@@ -301,6 +374,7 @@ impl MilvusSourceConfig {
         if self.max_pending_mib == 0 {
             return Err(field_err("max_pending_mib", "must be greater than 0"));
         }
+        self.reconnect.validate()?;
         Ok(())
     }
 }

@@ -89,6 +89,11 @@ impl SourceMetrics {
         }
     }
 
+    /// The pipeline name.
+    pub(crate) fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
     /// One streaming message of type `msg_type` read on `channel`.
     pub(crate) fn streaming(&self, channel: &str, msg_type: &str) {
         families()

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cdc_engine::metrics::ComponentMetrics;
+use cdc_engine::retry::RetryPolicy;
 use cdc_engine::{EngineError, ErrorKind};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -31,7 +32,8 @@ use crate::config::{OnDecodeError, COMPONENT};
 use crate::decode::{self, DecodeOptions, Decoded, Payload, RawMessage, Txn};
 use crate::input::Input;
 use crate::metrics::{SkipReason, SourceMetrics};
-use crate::mq::{reached, MqClient, StartAt};
+use crate::mq::resilient::ResilientReader;
+use crate::mq::{reached, MqClient, MqReader, StartAt};
 
 /// Everything a reader task needs.
 pub(crate) struct ReaderTask {
@@ -55,18 +57,22 @@ pub(crate) struct ReaderTask {
     pub decode: DecodeOptions,
     /// Open streaming transactions and what is held behind them.
     pub hold: TxnHold,
+    /// How the reader reconnects after the message queue went away.
+    pub reconnect: RetryPolicy,
 }
 
 impl ReaderTask {
-    /// Runs until the source goes away or the reader fails (the failure is sent in-band).
+    /// Runs until the source goes away or the reader fails for good (the failure is sent
+    /// in-band). Broker outages are ridden out by [`ResilientReader`]: nothing is skipped or
+    /// read twice, and a streaming transaction held across an outage stays held.
     pub async fn run(mut self) {
-        let mut reader = match self.client.open(&self.channel, self.start.clone()).await {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = self.tx.send(Input::Failed(e)).await;
-                return;
-            }
-        };
+        let mut reader = ResilientReader::new(
+            self.client.clone(),
+            &self.channel,
+            self.start.clone(),
+            self.reconnect,
+            self.source_metrics.pipeline(),
+        );
         let mut waiting: Vec<(u64, Option<Vec<u8>>)> = Vec::new();
         loop {
             tokio::select! {

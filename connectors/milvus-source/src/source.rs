@@ -100,6 +100,8 @@ struct Running {
     starts: BTreeMap<String, Offset>,
     /// Holds a released group whose collection cannot be named yet.
     attribution: Attribution,
+    /// How readers reconnect.
+    reconnect: cdc_engine::retry::RetryPolicy,
 }
 
 impl Drop for Running {
@@ -217,6 +219,7 @@ impl Running {
             source_metrics: self.source_metrics.clone(),
             decode: self.decode,
             hold: TxnHold::new(self.max_pending),
+            reconnect: self.reconnect,
         };
         let task = tokio::spawn(task.run());
         let i = self.merger.add_channel(name, kind, Instant::now());
@@ -596,6 +599,7 @@ impl Source for MilvusSource {
             cluster: cfg.cluster_prefix.clone(),
             starts: BTreeMap::new(),
             attribution: Attribution::new(UNATTRIBUTED_WAIT),
+            reconnect: cfg.reconnect.policy(),
         };
 
         // The etcd watch is channel 0.
@@ -605,6 +609,9 @@ impl Source for MilvusSource {
             client: etcd,
             meta_root,
             from_revision: revision + 1,
+            etcd: cfg.etcd.clone(),
+            reconnect: cfg.reconnect.policy(),
+            pipeline: self.source_metrics.pipeline().to_string(),
             cache: run.cache.clone(),
             loads,
             last_load_ts: 0,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod metrics;
 pub mod pipeline;
+pub mod retry;
 pub mod transforms;
 
 pub use component::{DeliveryGuarantee, Operator, Sink, SinkContext, Source};

@@ -118,6 +118,10 @@ pub struct TaskView {
     pub disable_auto_start: bool,
     /// The pipeline document the task runs (credentials removed).
     pub pipeline: Value,
+    /// Outages the running task rides out now (etcd or broker unreachable); omitted when
+    /// none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reconnecting: Vec<cdc_engine::retry::Reconnecting>,
 }
 
 impl TaskDoc {
@@ -134,6 +138,8 @@ impl TaskDoc {
             reason: self.reason.clone(),
             disable_auto_start: self.disable_auto_start,
             pipeline: secrets::redacted(&self.spec),
+            // The task's pipeline is named after the task.
+            reconnecting: cdc_engine::retry::reconnecting(&self.task_id),
         };
         if let Some(req) = &self.request {
             let r = req.redacted();

@@ -194,3 +194,32 @@ fn skip_replicated_must_be_a_boolean() {
     // A misspelling is an unknown field (strict parsing).
     assert!(parse(&format!("{MINIMAL}skip_replicate: true\n")).is_err());
 }
+
+#[test]
+fn reconnect_defaults_parse_and_validation() {
+    let cfg = parse(MINIMAL).unwrap();
+    assert_eq!(cfg.reconnect, ReconnectConfig::default());
+    let p = cfg.reconnect.policy();
+    assert_eq!(p.initial, std::time::Duration::from_millis(200));
+    assert_eq!(p.max, std::time::Duration::from_secs(10));
+    assert_eq!(p.give_up_after, None, "never gives up by default");
+
+    let cfg = parse(&format!(
+        "{MINIMAL}reconnect: {{ initial_ms: 50, max_ms: 2000, give_up_after_s: 600 }}\n"
+    ))
+    .unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(
+        cfg.reconnect.policy().give_up_after,
+        Some(std::time::Duration::from_secs(600))
+    );
+    let err = parse(&format!("{MINIMAL}reconnect: {{ initial: 50 }}\n")).unwrap_err();
+    assert!(err.contains("initial"), "{err}");
+
+    invalid(|c| c.reconnect.initial_ms = 0, "reconnect.initial_ms");
+    invalid(|c| c.reconnect.max_ms = 10, "reconnect.max_ms");
+    invalid(
+        |c| c.reconnect.give_up_after_s = Some(0),
+        "reconnect.give_up_after_s",
+    );
+}

@@ -314,6 +314,31 @@ impl MetaCache {
         self.partitions.get(&id)
     }
 
+    /// The keys of the databases, collections and partitions that exist (no tombstone seen),
+    /// ordered; fields and functions are left out (their removal changes nothing here).
+    pub fn existing_keys(&self) -> Vec<MetaKey> {
+        let mut keys: Vec<MetaKey> =
+            self.databases
+                .iter()
+                .filter(|(_, d)| !d.removed)
+                .map(|(&db_id, _)| MetaKey::Database { db_id })
+                .chain(self.collections.iter().filter(|(_, c)| !c.removed).map(
+                    |(&collection_id, c)| MetaKey::Collection {
+                        db_id: c.db_id,
+                        collection_id,
+                    },
+                ))
+                .chain(self.partitions.iter().filter(|(_, p)| !p.removed).map(
+                    |(&partition_id, p)| MetaKey::Partition {
+                        collection_id: p.collection_id,
+                        partition_id,
+                    },
+                ))
+                .collect();
+        keys.sort_by_key(|k| format!("{k:?}"));
+        keys
+    }
+
     /// Physical channels used by live collections.
     pub fn live_pchannels(&self) -> HashSet<String> {
         self.collections

@@ -104,7 +104,7 @@ const COLLECTION_PREFIX: &str = "querycoord-collection-loadinfo";
 const PARTITION_PREFIX: &str = "querycoord-partition-loadinfo";
 
 /// A QueryCoord load-info key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LoadKey {
     /// `querycoord-collection-loadinfo/{collectionID}`.
     Collection {
@@ -234,6 +234,25 @@ impl LoadState {
     pub fn apply_scan(&mut self, key: LoadKey, value: &[u8]) -> Result<(), prost::DecodeError> {
         self.apply(key, Some(value), &mut Group::default())
             .map(|_| ())
+    }
+
+    /// The keys of the load state (collections, and the partitions of each).
+    pub fn keys(&self) -> Vec<LoadKey> {
+        let mut keys = Vec::new();
+        for (&collection_id, c) in &self.collections {
+            keys.push(LoadKey::Collection { collection_id });
+            keys.extend(c.partitions.keys().map(|&partition_id| LoadKey::Partition {
+                collection_id,
+                partition_id,
+            }));
+        }
+        for (&collection_id, parts) in &self.orphans {
+            keys.extend(parts.keys().map(|&partition_id| LoadKey::Partition {
+                collection_id,
+                partition_id,
+            }));
+        }
+        keys
     }
 
     /// Applies one key; the partitions that changed go into `g`.

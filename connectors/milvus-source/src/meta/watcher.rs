@@ -6,11 +6,23 @@
 //! A probe (see [`crate::merger`]) is answered once the watch has delivered every change up
 //! to the etcd revision read when the probe arrived: an event at or past that revision, or a
 //! progress notification (requested, and re-requested every 100 ms until it comes).
+//!
+//! # Outages
+//!
+//! When the watch stream fails (etcd restarted, network cut), the task reconnects with
+//! backoff ([`cdc_engine::retry`], `reconnect` in the source configuration) and watches again
+//! from the revision after the last one it delivered, so no change is missed or repeated. If
+//! etcd compacted that revision meanwhile, it rescans the key range and reconciles the cache
+//! ([`super::reconcile`]), emitting the creations and drops it missed. Liveness is the watch
+//! stream itself (it fails when the connection does; keep-alive pings find a silent one):
+//! progress notifications are only used to answer probes, never to judge etcd's health
+//! (etcd 3.4 can skip them, etcd issue 15220).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cdc_engine::metrics::ComponentMetrics;
+use cdc_engine::retry::{Outage, OutageSite, RetryPolicy};
 use cdc_engine::{EngineError, ErrorKind};
 use cdc_protocol::etcd_meta::{self, MetaValue};
 use etcd_client::{
@@ -22,6 +34,7 @@ use tracing::{debug, info, warn};
 
 use super::cache::{MetaCache, MetaChange};
 use super::load::{self, HeldLoads, LoadChange, LoadEvent, LoadState};
+use super::reconcile::{self, Scanned};
 use crate::config::{EtcdConfig, COMPONENT};
 use crate::decode::Payload;
 use crate::input::Input;
@@ -37,6 +50,36 @@ const LOAD_MAX_HOLD: Duration = Duration::from_secs(5);
 
 fn connect_err(what: String) -> EngineError {
     EngineError::new(COMPONENT, ErrorKind::Connect, what).retriable()
+}
+
+/// Whether retrying after `e` can succeed without anyone acting: everything but refused
+/// credentials or permissions and invalid requests or settings.
+pub fn is_transient(e: &etcd_client::Error) -> bool {
+    use etcd_client::Error as E;
+    match e {
+        // gRPC codes: 3 InvalidArgument, 7 PermissionDenied, 16 Unauthenticated.
+        E::GRpcStatus(s) => !matches!(i32::from(s.code()), 3 | 7 | 16),
+        E::InvalidArgs(_) | E::InvalidUri(_) | E::InvalidMetadataValue(_) | E::Utf8Error(_) => {
+            false
+        }
+        _ => true,
+    }
+}
+
+/// An etcd failure `what: e`, retriable when `e` is transient (with a hint when not).
+fn etcd_err(what: String, e: &etcd_client::Error) -> EngineError {
+    if is_transient(e) {
+        connect_err(format!("{what}: {e}"))
+    } else {
+        EngineError::new(
+            COMPONENT,
+            ErrorKind::Connect,
+            format!(
+                "{what}: {e}; etcd refused the request: check `etcd.username`, \
+                 `etcd.password`, `etcd.tls` and the user's permissions on the root path"
+            ),
+        )
+    }
 }
 
 /// Connects to etcd with the configured auth and TLS.
@@ -80,9 +123,10 @@ pub async fn connect(cfg: &EtcdConfig) -> Result<Client, EngineError> {
         }
     }
     Client::connect(&endpoints, Some(opts)).await.map_err(|e| {
-        connect_err(format!(
-            "cannot connect to the source etcd {endpoints:?}: {e}"
-        ))
+        etcd_err(
+            format!("cannot connect to the source etcd {endpoints:?}"),
+            &e,
+        )
     })
 }
 
@@ -137,7 +181,7 @@ pub async fn scan(
     let resp = client
         .get(start.as_bytes(), Some(GetOptions::new().with_range(end)))
         .await
-        .map_err(|e| connect_err(format!("cannot read {p} from the source etcd: {e}")))?;
+        .map_err(|e| etcd_err(format!("cannot read {p} from the source etcd"), &e))?;
     let revision = resp.header().map_or(0, |h| h.revision());
     for kv in resp.kvs() {
         if let Some(key) = load_key_of(meta_root, kv) {
@@ -232,8 +276,15 @@ pub(crate) struct WatchTask {
     pub client: Client,
     /// `{root_path}/{meta_sub_path}`.
     pub meta_root: String,
-    /// First revision to watch (scan revision + 1).
+    /// First revision to watch (scan revision + 1); after an outage, the revision after the
+    /// last one delivered.
     pub from_revision: i64,
+    /// The etcd connection settings (to reconnect).
+    pub etcd: EtcdConfig,
+    /// How to reconnect.
+    pub reconnect: RetryPolicy,
+    /// Pipeline name (outage metrics).
+    pub pipeline: String,
     /// The shared cache.
     pub cache: Arc<Mutex<MetaCache>>,
     /// QueryCoord's partition load state (from the scan).
@@ -250,15 +301,63 @@ pub(crate) struct WatchTask {
     pub metrics: ComponentMetrics,
 }
 
+/// Why a watch ended.
+enum WatchEnd {
+    /// The source went away.
+    Done,
+    /// etcd compacted the revision the watch wanted; rescan.
+    Compacted(i64),
+}
+
 impl WatchTask {
-    /// Runs until the source goes away; a failure is sent in-band.
+    /// Runs until the source goes away or etcd fails for good; a failure is sent in-band.
     pub async fn run(mut self) {
-        if let Err(e) = self.watch().await {
-            let _ = self.tx.send(Input::Failed(e)).await;
+        let mut outage: Option<Outage> = None;
+        let mut waiting: Vec<(u64, i64)> = Vec::new();
+        loop {
+            let failure = match self.watch(&mut outage, &mut waiting).await {
+                Ok(WatchEnd::Done) => return,
+                Ok(WatchEnd::Compacted(at)) => match self.reconcile(at).await {
+                    Ok(()) => continue,
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if !failure.retriable {
+                let _ = self.tx.send(Input::Failed(failure)).await;
+                return;
+            }
+            let o = outage.get_or_insert_with(|| {
+                let site = OutageSite {
+                    pipeline: self.pipeline.clone(),
+                    component: "watcher",
+                    what: format!("metadata watch {}", prefix(&self.meta_root)),
+                    dependency: "etcd",
+                };
+                Outage::begin(site, self.reconnect, &failure)
+            });
+            if let Err(e) = o.retry(&failure).await {
+                let _ = self.tx.send(Input::Failed(e)).await;
+                return;
+            }
+            match connect(&self.etcd).await {
+                Ok(c) => self.client = c,
+                Err(e) if e.retriable => debug!(message = "etcd reconnect failed.", error = %e),
+                Err(e) => {
+                    let _ = self.tx.send(Input::Failed(e)).await;
+                    return;
+                }
+            }
         }
     }
 
-    async fn watch(&mut self) -> Result<(), EngineError> {
+    /// Watches from `from_revision` until the source goes away, the stream fails, or the
+    /// revision turns out compacted. `outage` is closed once the new watch is created.
+    async fn watch(
+        &mut self,
+        outage: &mut Option<Outage>,
+        waiting: &mut Vec<(u64, i64)>,
+    ) -> Result<WatchEnd, EngineError> {
         let p = prefix(&self.meta_root);
         let (start, end) = load::key_range(&self.meta_root);
         let opts = WatchOptions::new()
@@ -269,10 +368,8 @@ impl WatchTask {
             .client
             .watch(start.as_bytes(), Some(opts))
             .await
-            .map_err(|e| connect_err(format!("cannot watch {p} on the source etcd: {e}")))?;
-        let mut waiting: Vec<(u64, i64)> = Vec::new();
+            .map_err(|e| etcd_err(format!("cannot watch {p} on the source etcd"), &e))?;
         let mut last_request = Instant::now();
-        let mut seen_revision = self.from_revision - 1;
         loop {
             let retry = tokio::time::sleep(Duration::from_millis(100));
             let quiet = if self.held.has_whole_release() {
@@ -286,20 +383,28 @@ impl WatchTask {
                 _ = settle, if due.is_some() => self.send_held().await?,
                 msg = stream.message() => {
                     let resp = msg
-                        .map_err(|e| connect_err(format!("the watch of {p} on the source etcd failed: {e}")))?
+                        .map_err(|e| etcd_err(format!("the watch of {p} on the source etcd failed"), &e))?
                         .ok_or_else(|| connect_err(format!("the source etcd closed the watch of {p}")))?;
                     if resp.canceled() {
+                        if resp.compact_revision() > 0 {
+                            return Ok(WatchEnd::Compacted(resp.compact_revision()));
+                        }
                         return Err(connect_err(format!(
-                            "the source etcd cancelled the watch of {p} (compacted at revision {}): \
-                             {}; restart the task",
-                            resp.compact_revision(),
+                            "the source etcd cancelled the watch of {p}: {}",
                             resp.cancel_reason()
                         )));
                     }
-                    seen_revision = seen_revision.max(self.handle(&resp).await?);
+                    if resp.created() {
+                        if let Some(o) = outage.take() {
+                            o.recovered();
+                            info!(message = "etcd watch resumed.", prefix = %p, from_revision = self.from_revision);
+                        }
+                    }
+                    let delivered = self.handle(&resp).await?;
+                    self.from_revision = self.from_revision.max(delivered + 1);
                 }
                 probe = self.probes.recv() => {
-                    let Some(round) = probe else { return Ok(()) };
+                    let Some(round) = probe else { return Ok(WatchEnd::Done) };
                     match self.client.get(p.as_bytes(), Some(GetOptions::new().with_prefix().with_count_only())).await {
                         Ok(r) => {
                             waiting.push((round, r.header().map_or(0, |h| h.revision())));
@@ -316,6 +421,7 @@ impl WatchTask {
                     last_request = Instant::now();
                 }
             }
+            let seen_revision = self.from_revision - 1;
             let mut i = 0;
             while i < waiting.len() {
                 // Held load changes are not delivered yet.
@@ -327,6 +433,86 @@ impl WatchTask {
                 }
             }
         }
+    }
+
+    /// Catches up after etcd compacted past `from_revision` (see [`reconcile`]): rescans the
+    /// key range, applies what changed or vanished since, and continues after the rescan.
+    async fn reconcile(&mut self, compacted: i64) -> Result<(), EngineError> {
+        let p = prefix(&self.meta_root);
+        let (start, end) = load::key_range(&self.meta_root);
+        let resp = self
+            .client
+            .get(start.as_bytes(), Some(GetOptions::new().with_range(end)))
+            .await
+            .map_err(|e| etcd_err(format!("cannot rescan {p} on the source etcd"), &e))?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        let after = self.from_revision - 1;
+        let mut scanned = Scanned::default();
+        let mut changed: Vec<&KeyValue> = Vec::new();
+        for kv in resp.kvs() {
+            if let Some(key) = load_key_of(&self.meta_root, kv) {
+                scanned.load(key);
+            } else if let Some(key) = std::str::from_utf8(kv.key())
+                .ok()
+                .and_then(|k| etcd_meta::parse_meta_key(&self.meta_root, k))
+            {
+                scanned.meta(key);
+            }
+            if kv.mod_revision() > after {
+                changed.push(kv);
+            }
+        }
+        changed.sort_by_key(|kv| kv.mod_revision());
+        let mut inputs = Vec::new();
+        let (mut drops, mut updates) = (0usize, 0usize);
+        {
+            let cache = self.cache.clone();
+            let mut cache = cache
+                .lock()
+                .map_err(|_| EngineError::internal(COMPONENT, "metadata cache lock poisoned"))?;
+            let (gone_meta, gone_loads) = reconcile::vanished(&cache, &self.loads, &scanned);
+            for key in gone_meta {
+                drops += 1;
+                if let Some(c) = cache.apply(key, MetaValue::Tombstone) {
+                    inputs.push(change_input(c));
+                }
+            }
+            let mut loads: Vec<LoadEvent> = gone_loads
+                .into_iter()
+                .map(|key| LoadEvent { key, value: None })
+                .collect();
+            for kv in changed {
+                updates += 1;
+                if let Some(key) = load_key_of(&self.meta_root, kv) {
+                    loads.push(LoadEvent {
+                        key,
+                        value: Some(kv.value().to_vec()),
+                    });
+                } else if let Some(c) =
+                    apply_kv(&mut cache, &self.meta_root, kv, false, &self.metrics)
+                {
+                    inputs.push(change_input(c));
+                }
+            }
+            if !loads.is_empty() {
+                self.flush_loads(loads, &cache);
+            }
+        }
+        warn!(
+            message = "etcd compacted the revisions the watch missed; rescanned and reconciled \
+                       the metadata.",
+            prefix = %p,
+            missed_from = after + 1,
+            compacted,
+            revision,
+            vanished = drops,
+            changed = updates,
+        );
+        for input in inputs {
+            self.send(input).await?;
+        }
+        self.from_revision = revision + 1;
+        Ok(())
     }
 
     async fn send(&self, input: Input) -> Result<(), EngineError> {
@@ -418,9 +604,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refused_credentials_are_fatal_and_outages_transient() {
+        let status = |code| etcd_client::Error::GRpcStatus(tonic::Status::new(code, "x"));
+        assert!(!is_transient(&status(tonic::Code::Unauthenticated)));
+        assert!(!is_transient(&status(tonic::Code::PermissionDenied)));
+        assert!(!is_transient(&status(tonic::Code::InvalidArgument)));
+        assert!(is_transient(&status(tonic::Code::Unavailable)));
+        assert!(is_transient(&status(tonic::Code::DeadlineExceeded)));
+        let e = etcd_err(
+            "cannot connect".into(),
+            &status(tonic::Code::Unauthenticated),
+        );
+        assert!(!e.retriable && e.message.contains("etcd.username"), "{e}");
+        assert!(etcd_err("x".into(), &etcd_client::Error::WatchError("h2".into())).retriable);
+    }
+
+    #[test]
     fn partition_offsets_order_by_timestamp_then_id() {
         assert!(partition_offset(5, 100) < partition_offset(6, 1));
         assert!(partition_offset(5, 1) < partition_offset(5, 2));
         assert_eq!(partition_offset(1, 2).len(), 16);
     }
 }
+
+#[cfg(test)]
+mod fault_tests;

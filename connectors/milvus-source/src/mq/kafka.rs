@@ -1,6 +1,12 @@
 //! Kafka reader (rdkafka). One consumer per topic, partition 0 (Milvus topics have one
 //! partition), positioned with an explicit `assign`; offsets are never committed to the
 //! broker: the engine's checkpoints are the only record of progress.
+//!
+//! Failures are classified by [`is_transient`]: a broker that is down, restarting or
+//! electing a leader (`AllBrokersDown`, `BrokerTransportFailure`, timeouts, leader not
+//! available, ...) is transient and the error is retriable (the reader task reconnects, see
+//! [`crate::reader`]); refused credentials, an offset the broker no longer holds, a fatal
+//! librdkafka error or an invalid configuration are not, and their message says what to do.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +41,87 @@ pub fn kafka_offset(offset: &[u8]) -> Result<i64, String> {
 
 fn err(kind: ErrorKind, what: String) -> EngineError {
     EngineError::new(COMPONENT, kind, what).retriable()
+}
+
+/// Whether retrying after `e` can succeed without anyone acting: the broker is unreachable,
+/// restarting, slow, or moving a partition's leadership.
+pub fn is_transient(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    match e {
+        KafkaError::MessageConsumptionFatal(_)
+        | KafkaError::ClientConfig(..)
+        | KafkaError::ClientCreation(_)
+        | KafkaError::Nul(_)
+        | KafkaError::Canceled => false,
+        _ => e.rdkafka_error_code().is_some_and(|c| {
+            matches!(
+                c,
+                C::AllBrokersDown
+                    | C::BrokerTransportFailure
+                    | C::Resolve
+                    | C::OperationTimedOut
+                    | C::RequestTimedOut
+                    | C::TimedOutQueue
+                    | C::MessageTimedOut
+                    | C::NetworkException
+                    | C::BrokerNotAvailable
+                    | C::LeaderNotAvailable
+                    | C::NotLeaderForPartition
+                    | C::ReplicaNotAvailable
+                    | C::PreferredLeaderNotAvailable
+                    | C::EligibleLeadersNotAvailable
+                    | C::FencedLeaderEpoch
+                    | C::UnknownLeaderEpoch
+                    | C::OffsetNotAvailable
+                    | C::NotEnoughReplicas
+                    | C::KafkaStorageError
+                    | C::FetchSessionIdNotFound
+                    | C::InvalidFetchSessionEpoch
+                    | C::CoordinatorNotAvailable
+                    | C::CoordinatorLoadInProgress
+                    | C::NotCoordinator
+                    | C::WaitingForCoordinator
+                    | C::ThrottlingQuotaExceeded
+                    | C::WaitCache
+                    | C::Retry
+                    | C::Interrupted
+            )
+        }),
+    }
+}
+
+/// What the operator can do about a failure that is not transient (empty when there is
+/// nothing specific to say).
+fn fatal_hint(e: &KafkaError) -> &'static str {
+    use RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(
+            C::Authentication
+            | C::SaslAuthenticationFailed
+            | C::SSL
+            | C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::UnsupportedSASLMechanism
+            | C::IllegalSASLState,
+        ) => "; the broker refused the credentials or TLS settings: check `mq.kafka.options`",
+        _ if matches!(e, KafkaError::MessageConsumptionFatal(_)) => {
+            "; librdkafka reported a fatal error: restart the task"
+        }
+        _ => "",
+    }
+}
+
+/// A read error, retriable when `e` is transient.
+fn read_err(what: String, e: &KafkaError) -> EngineError {
+    let transient = is_transient(e);
+    let hint = if transient { "" } else { fatal_hint(e) };
+    let error = EngineError::new(COMPONENT, ErrorKind::Read, format!("{what}: {e}{hint}"));
+    if transient {
+        error.retriable()
+    } else {
+        error
+    }
 }
 
 /// Creates Kafka readers.
@@ -154,9 +241,9 @@ impl MqClient for KafkaClient {
 
     async fn open(&self, channel: &str, start: StartAt) -> Result<Box<dyn MqReader>, EngineError> {
         let consumer: StreamConsumer = self.client_config().create().map_err(|e| {
-            err(
-                ErrorKind::Connect,
-                format!("cannot create a Kafka consumer for {channel}: {e}"),
+            EngineError::config(
+                COMPONENT,
+                format!("cannot create a Kafka consumer for {channel} (check `mq.kafka`): {e}"),
             )
         })?;
         let consumer = Arc::new(consumer);
@@ -176,7 +263,12 @@ impl MqClient for KafkaClient {
             consumer,
             topic: channel.to_string(),
             last_read: last_read.map(offset_bytes),
+            delivered: false,
         }))
+    }
+
+    fn dependency(&self) -> &'static str {
+        "kafka"
     }
 
     fn offset_of_msg_id(&self, msg_id: &[u8]) -> Result<Offset, String> {
@@ -208,6 +300,8 @@ pub struct KafkaReader {
     consumer: Arc<StreamConsumer>,
     topic: String,
     last_read: Option<Offset>,
+    /// A message was read (an unknown topic then is not one that is yet to be created).
+    delivered: bool,
 }
 
 #[async_trait]
@@ -234,6 +328,7 @@ impl MqReader for KafkaReader {
                         properties,
                     };
                     self.last_read = Some(offset);
+                    self.delivered = true;
                     return Ok(raw);
                 }
                 Err(KafkaError::PartitionEOF(_)) => continue,
@@ -255,14 +350,30 @@ impl MqReader for KafkaReader {
                 }
                 Err(KafkaError::MessageConsumption(
                     RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownPartition,
-                )) => {
+                )) if !self.delivered => {
                     // The topic does not exist yet: Milvus creates it on its first write.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(e) => {
+                Err(
+                    e @ KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::UnknownTopicOrPartition
+                        | RDKafkaErrorCode::UnknownPartition,
+                    ),
+                ) => {
+                    // It delivered messages: a broker that restarts may not know it for a
+                    // moment. Retried (within `reconnect.give_up_after_s`).
                     return Err(err(
                         ErrorKind::Read,
-                        format!("cannot read Kafka topic {}: {e}", self.topic),
+                        format!(
+                            "Kafka topic {} is unknown to the broker although it delivered                              messages (broker restarting, or the topic was deleted): {e}",
+                            self.topic
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(read_err(
+                        format!("cannot read Kafka topic {}", self.topic),
+                        &e,
                     ))
                 }
             }
@@ -275,12 +386,12 @@ impl MqReader for KafkaReader {
             .await
             .map_err(|e| EngineError::internal(COMPONENT, e.to_string()))?
             .map_err(|e| {
-                err(
-                    ErrorKind::Read,
+                read_err(
                     format!(
-                        "cannot read the high watermark of Kafka topic {}: {e}",
+                        "cannot read the high watermark of Kafka topic {}",
                         self.topic
                     ),
+                    &e,
                 )
             })?;
         Ok((high > 0).then(|| offset_bytes(high - 1)))
@@ -311,6 +422,48 @@ mod tests {
             done_before(0) < offset_bytes(0),
             "before-first sorts before every offset"
         );
+    }
+
+    #[test]
+    fn broker_outages_are_transient_and_lost_data_or_credentials_are_not() {
+        use RDKafkaErrorCode as C;
+        for c in [
+            C::AllBrokersDown,
+            C::BrokerTransportFailure,
+            C::OperationTimedOut,
+            C::RequestTimedOut,
+            C::LeaderNotAvailable,
+            C::NotLeaderForPartition,
+            C::NetworkException,
+        ] {
+            assert!(is_transient(&KafkaError::MessageConsumption(c)), "{c:?}");
+            assert!(is_transient(&KafkaError::MetadataFetch(c)), "{c:?}");
+        }
+        for c in [
+            C::OffsetOutOfRange,
+            C::AutoOffsetReset,
+            C::SaslAuthenticationFailed,
+            C::TopicAuthorizationFailed,
+            C::MessageSizeTooLarge,
+        ] {
+            assert!(!is_transient(&KafkaError::MessageConsumption(c)), "{c:?}");
+        }
+        let fatal = KafkaError::MessageConsumptionFatal(C::AllBrokersDown);
+        assert!(!is_transient(&fatal), "librdkafka's fatal flag wins");
+        assert!(read_err("x".into(), &fatal)
+            .message
+            .contains("restart the task"));
+        let auth = read_err(
+            "cannot read Kafka topic t".into(),
+            &KafkaError::MessageConsumption(C::SaslAuthenticationFailed),
+        );
+        assert!(!auth.retriable);
+        assert!(auth.message.contains("mq.kafka.options"), "{auth}");
+        let down = read_err(
+            "cannot read Kafka topic t".into(),
+            &KafkaError::MessageConsumption(C::AllBrokersDown),
+        );
+        assert!(down.retriable, "{down}");
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! be checkpointed at once and does not depend on when a reader task gets to run. The empty
 //! offset ([`BEFORE_FIRST`]) stands for "before the first message of the channel" (an empty
 //! channel, or a topic that does not exist yet); it sorts before every real offset.
+//!
+//! Readers are used through [`resilient::ResilientReader`], which reopens them after a broker
+//! outage.
 
 use async_trait::async_trait;
 use cdc_engine::{EngineError, Offset};
@@ -18,6 +21,7 @@ use crate::decode::RawMessage;
 
 pub mod kafka;
 pub mod pulsar;
+pub mod resilient;
 
 /// Where a reader starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +51,10 @@ pub struct Resolved {
 }
 
 /// Reads one channel in order.
+///
+/// A failure whose [`EngineError::retriable`] is set is transient (the broker is away for a
+/// while): [`resilient::ResilientReader`] drops the reader and opens a new one after
+/// [`MqReader::last_read`], with backoff. Any other failure stops the task.
 #[async_trait]
 pub trait MqReader: Send {
     /// The next message. Cancel-safe: dropping the future loses no message.
@@ -80,6 +88,9 @@ pub trait MqClient: Send + Sync {
 
     /// The engine offset of a Milvus message ID (`MsgPosition.msgID`).
     fn offset_of_msg_id(&self, msg_id: &[u8]) -> Result<Offset, String>;
+
+    /// What the readers depend on, for logs and metrics (`kafka`, `pulsar`).
+    fn dependency(&self) -> &'static str;
 
     /// Fixes `start` to a concrete place in `channel` now (see the module documentation).
     /// The default keeps `latest`/`earliest` for the reader to resolve when it opens, and

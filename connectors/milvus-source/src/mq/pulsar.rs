@@ -186,6 +186,10 @@ impl MqClient for PulsarClient {
         }))
     }
 
+    fn dependency(&self) -> &'static str {
+        "pulsar"
+    }
+
     fn offset_of_msg_id(&self, msg_id: &[u8]) -> Result<Offset, String> {
         let id =
             PulsarMsgId::decode(msg_id).map_err(|e| format!("not a Pulsar MessageIdData: {e}"))?;

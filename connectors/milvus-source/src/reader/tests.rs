@@ -99,6 +99,7 @@ fn task(pipeline: &str, max_bytes: usize) -> ReaderTask {
         source_metrics: SourceMetrics::new(pipeline),
         decode: DecodeOptions::default(),
         hold: TxnHold::new(max_bytes),
+        reconnect: Default::default(),
     }
 }
 

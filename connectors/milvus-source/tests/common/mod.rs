@@ -14,6 +14,8 @@ use cdc_engine::{ChangeEvent, Ddl, EngineError, Op, Source};
 use cdc_state::Offsets;
 use tokio::sync::{mpsc, oneshot};
 
+pub mod private;
+
 pub struct Env {
     pub etcd: String,
     pub kafka: String,
