@@ -1,7 +1,8 @@
 //! The source Milvus's metadata in etcd: a cache ([`cache`]), the collection definitions built
-//! from it ([`def`]), QueryCoord's partition load state ([`load`]), and the etcd scan and watch
+//! from it ([`def`]), collection aliases ([`alias`]), QueryCoord's partition load state ([`load`]), and the etcd scan and watch
 //! that keep them current ([`watcher`]).
 
+pub mod alias;
 pub mod cache;
 pub mod def;
 pub mod load;
