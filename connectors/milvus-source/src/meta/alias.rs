@@ -148,6 +148,32 @@ pub(crate) fn alias_input(change: AliasChange, ts: u64) -> Input {
     }
 }
 
+/// On a resume (or an `earliest` start): the inputs of the live aliases set after `done`,
+/// the committed offset of the etcd pseudo-channel (all of them without one), as creations.
+/// A drop while the CDC was stopped leaves no time in etcd and is not replayed.
+pub(crate) fn replay(aliases: &Aliases, done: Option<&Vec<u8>>) -> Vec<Input> {
+    aliases
+        .live()
+        .into_iter()
+        .map(|(db_id, alias, collection_id, ts)| {
+            alias_input(
+                AliasChange {
+                    db_id,
+                    alias,
+                    collection_id,
+                    op: AliasOp::Create,
+                    ts: Some(ts),
+                },
+                ts,
+            )
+        })
+        .filter(|i| match (i, done) {
+            (Input::Change { offset, .. }, Some(d)) => offset > d,
+            _ => true,
+        })
+        .collect()
+}
+
 /// FNV-1a: stable across runs (offsets are stored in checkpoints).
 fn name_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
