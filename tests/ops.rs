@@ -50,7 +50,12 @@ fn aliases_replicate_and_survive_a_kill() {
     let mut cdc = Cdc::start(&env, dir.path(), &yaml);
     cdc.wait_log("Start positions stored", Duration::from_secs(60));
     let src = env.source_uri.clone();
-    let step = |n: &str| ops(&env, &["aliases", "--uri", &src, "--prefix", &prefix, "--step", n]);
+    let step = |n: &str| {
+        ops(
+            &env,
+            &["aliases", "--uri", &src, "--prefix", &prefix, "--step", n],
+        )
+    };
 
     step("1");
     env.wait_equal(&env.target_uri, &prefix, &[], Duration::from_secs(120));
@@ -59,7 +64,10 @@ fn aliases_replicate_and_survive_a_kill() {
         aliases_of(&env, &env.target_uri, &a),
         vec![format!("{prefix}x"), format!("{prefix}y")]
     );
-    assert_eq!(aliases_of(&env, &env.target_uri, &b), vec![format!("{prefix}z")]);
+    assert_eq!(
+        aliases_of(&env, &env.target_uri, &b),
+        vec![format!("{prefix}z")]
+    );
 
     step("2");
     env.wait_equal(&env.target_uri, &prefix, &[], Duration::from_secs(120));
@@ -67,8 +75,14 @@ fn aliases_replicate_and_survive_a_kill() {
     let mut cdc = Cdc::start(&env, dir.path(), &yaml);
     step("3");
     env.wait_equal(&env.target_uri, &prefix, &[], Duration::from_secs(120));
-    assert_eq!(aliases_of(&env, &env.target_uri, &a), vec![format!("{prefix}z")]);
-    assert_eq!(aliases_of(&env, &env.target_uri, &b), vec![format!("{prefix}w")]);
+    assert_eq!(
+        aliases_of(&env, &env.target_uri, &a),
+        vec![format!("{prefix}z")]
+    );
+    assert_eq!(
+        aliases_of(&env, &env.target_uri, &b),
+        vec![format!("{prefix}w")]
+    );
     assert!(cdc.is_running(), "the CDC stopped:\n{}", cdc.log_text());
     let applied = cdc.log_lines("alias");
     assert!(

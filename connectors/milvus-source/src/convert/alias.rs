@@ -24,37 +24,25 @@ pub(crate) struct EmittedAliases {
 }
 
 impl EmittedAliases {
-    /// The event for an alias change named `(database, collection)`, or `None` when this
-    /// state was emitted already.
-    pub(crate) fn event(
-        &mut self,
-        pos: SourcePosition,
-        database: String,
-        collection: String,
-        collection_id: i64,
-        def: Option<std::sync::Arc<cdc_engine::CollectionDef>>,
-        op: AliasOp,
-        alias: String,
-    ) -> Option<ChangeEvent> {
-        let now = (op != AliasOp::Drop).then(|| collection.clone());
-        let key = (database.clone(), alias.clone());
+    /// Whether `alias` of `database` now pointing to `collection` (`None`: dropped) is a new
+    /// state to emit; records it.
+    pub(crate) fn is_new(&mut self, database: &str, alias: &str, collection: Option<&str>) -> bool {
+        let now = collection.map(str::to_string);
+        let key = (database.to_string(), alias.to_string());
         if self.state.get(&key) == Some(&now) {
-            return None;
+            return false;
         }
         self.state.insert(key, now);
-        let ddl = match op {
-            AliasOp::Create => Ddl::CreateAlias { alias },
-            AliasOp::Alter => Ddl::AlterAlias { alias },
-            AliasOp::Drop => Ddl::DropAlias { alias },
-        };
-        Some(event(
-            pos,
-            database,
-            collection,
-            collection_id,
-            def,
-            Op::Ddl(ddl),
-        ))
+        true
+    }
+}
+
+/// The DDL of an alias operation.
+fn ddl(op: AliasOp, alias: String) -> Ddl {
+    match op {
+        AliasOp::Create => Ddl::CreateAlias { alias },
+        AliasOp::Alter => Ddl::AlterAlias { alias },
+        AliasOp::Drop => Ddl::DropAlias { alias },
     }
 }
 
@@ -73,14 +61,37 @@ pub(crate) fn from_etcd(
             return None;
         }
     };
+    let target = (change.op != AliasOp::Drop).then_some(collection.as_str());
+    if !emitted.is_new(&database, &change.alias, target) {
+        return None;
+    }
     let def = cache.collection_def(change.collection_id);
-    emitted.event(
+    Some(event(
         pos,
         database,
         collection,
         change.collection_id,
         def,
-        change.op,
-        change.alias,
-    )
+        Op::Ddl(ddl(change.op, change.alias)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_state_is_emitted_once() {
+        let mut e = EmittedAliases::default();
+        assert!(e.is_new("default", "x", Some("a")));
+        assert!(
+            !e.is_new("default", "x", Some("a")),
+            "the other way, same state"
+        );
+        assert!(e.is_new("db1", "x", Some("a")), "another database");
+        assert!(e.is_new("default", "x", Some("b")));
+        assert!(e.is_new("default", "x", None));
+        assert!(!e.is_new("default", "x", None));
+        assert!(e.is_new("default", "x", Some("b")), "re-created");
+    }
 }
