@@ -674,6 +674,28 @@ impl Converter {
                     Op::Ddl(Ddl::ReleasePartitions(r)),
                 ));
             }
+            MqMessage::CreateAlias(m) => {
+                let db = db_or_default(&m.db_name);
+                if self.aliases.is_new(&db, &m.alias, Some(&m.collection_name)) {
+                    let op = Op::Ddl(Ddl::CreateAlias { alias: m.alias });
+                    out.push(coll_event(cache, pos, &db, &m.collection_name, op));
+                }
+            }
+            MqMessage::AlterAlias(m) => {
+                let db = db_or_default(&m.db_name);
+                if self.aliases.is_new(&db, &m.alias, Some(&m.collection_name)) {
+                    let op = Op::Ddl(Ddl::AlterAlias { alias: m.alias });
+                    out.push(coll_event(cache, pos, &db, &m.collection_name, op));
+                }
+            }
+            MqMessage::DropAlias(m) => {
+                let db = db_or_default(&m.db_name);
+                let coll = self.aliases.target(&db, &m.alias).unwrap_or_default();
+                if self.aliases.is_new(&db, &m.alias, None) {
+                    let op = Op::Ddl(Ddl::DropAlias { alias: m.alias });
+                    out.push(coll_event(cache, pos, &db, &coll, op));
+                }
+            }
             // Filtered out by the reader; nothing to emit.
             _ => {}
         }

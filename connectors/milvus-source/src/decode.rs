@@ -431,7 +431,10 @@ fn classify(
         | MqMessage::LoadCollection(_)
         | MqMessage::ReleaseCollection(_)
         | MqMessage::LoadPartitions(_)
-        | MqMessage::ReleasePartitions(_) => Decoded::Change {
+        | MqMessage::ReleasePartitions(_)
+        | MqMessage::CreateAlias(_)
+        | MqMessage::DropAlias(_)
+        | MqMessage::AlterAlias(_) => Decoded::Change {
             ts,
             pair: None,
             msg,

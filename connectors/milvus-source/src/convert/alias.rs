@@ -37,6 +37,16 @@ impl EmittedAliases {
     }
 }
 
+impl EmittedAliases {
+    /// The collection an emitted alias points to (for a DropAlias request, which names none).
+    pub(crate) fn target(&self, database: &str, alias: &str) -> Option<String> {
+        self.state
+            .get(&(database.to_string(), alias.to_string()))
+            .cloned()
+            .flatten()
+    }
+}
+
 /// The DDL of an alias operation.
 fn ddl(op: AliasOp, alias: String) -> Ddl {
     match op {
@@ -93,5 +103,7 @@ mod tests {
         assert!(e.is_new("default", "x", None));
         assert!(!e.is_new("default", "x", None));
         assert!(e.is_new("default", "x", Some("b")), "re-created");
+        assert_eq!(e.target("default", "x").as_deref(), Some("b"));
+        assert_eq!(e.target("default", "nope"), None);
     }
 }
