@@ -690,8 +690,15 @@ impl Converter {
             }
             MqMessage::DropAlias(m) => {
                 let db = db_or_default(&m.db_name);
-                let coll = self.aliases.target(&db, &m.alias).unwrap_or_default();
-                if self.aliases.is_new(&db, &m.alias, None) {
+                // An alias this run never saw set: its collection is unknown here (a filter
+                // may then drop the event), so the etcd way is left free to emit it named.
+                let coll = self.aliases.target(&db, &m.alias);
+                let emit = match &coll {
+                    Some(_) => self.aliases.is_new(&db, &m.alias, None),
+                    None => true,
+                };
+                let coll = coll.unwrap_or_default();
+                if emit {
                     let op = Op::Ddl(Ddl::DropAlias { alias: m.alias });
                     out.push(coll_event(cache, pos, &db, &coll, op));
                 }
