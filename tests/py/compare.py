@@ -4,7 +4,7 @@
   $MCDC_PYTHON tests/py/compare.py SOURCE_URI TARGET_URI [--db DB ...] [--collection NAME ...] [--prefix P] [--wait SECONDS]
 
 Compared, per database (all databases unless --db): the database list, collections, schemas (fields, types,
-type params, primary key, partition key, dynamic field, description, shards, consistency, properties),
+type params, primary key, partition key, dynamic field, description, shards, consistency, properties), aliases,
 partitions, indexes (field, type, metric, params), load state (collection and per partition), and rows:
 every row is read by primary key with consistency Strong, paging with `pk > last` (results come back in PK
 order), and PK sets and all field values (dynamic fields and vectors too) are compared; floats with a
@@ -20,7 +20,7 @@ emits Load/Release messages that the CDC replicates: use --load never (skip rows
 while a CDC is running, or compare after stopping it. Load state is always recorded before any loading.
 
 --ignore takes a comma list of aspects not to compare: databases, shards, consistency, description,
-properties, partitions, indexes, load, rows, autoid, array_length (max_length of ARRAY fields),
+properties, aliases, partitions, indexes, load, rows, autoid, array_length (max_length of ARRAY fields),
 key_partitions (the internal partitions of partition-key collections). milvus-lite, for instance, reports
 1 shard, cannot load partitions, drops descriptions and ARRAY max_length, names partition-key partitions
 its own way and implements few index types:
@@ -43,7 +43,7 @@ from mcdc_common import DEFAULT_SOURCE_URI, DEFAULT_TARGET_URI, connect
 
 INDEX_RUNTIME_KEYS = {"total_rows", "indexed_rows", "pending_index_rows", "state", "index_state_fail_reason"}
 ASPECTS = {"databases", "shards", "consistency", "description", "properties", "partitions", "indexes", "load",
-           "rows", "autoid", "array_length", "key_partitions"}
+           "rows", "autoid", "array_length", "key_partitions", "aliases"}
 
 
 class Diff:
@@ -252,6 +252,14 @@ class Compare:
                 continue
             if sa[key] != sb[key]:
                 self.d.add(where, f"{key} {short(sa[key])} != {short(sb[key])}")
+
+        # aliases (DescribeCollection lists the aliases of a collection)
+        if "aliases" not in self.ignore:
+            aa, ab = set(da.get("aliases") or []), set(db_.get("aliases") or [])
+            for x in sorted(aa - ab):
+                self.d.add(where, f"alias {x} exists on source only")
+            for x in sorted(ab - aa):
+                self.d.add(where, f"alias {x} exists on target only")
 
         # partitions
         pa, pb = set(a.list_partitions(coll)), set(b.list_partitions(coll))

@@ -346,6 +346,9 @@ impl TargetClient {
             DdlCall::ReleaseCollection(m) => c.release_collection(self.req(db, m)).await,
             DdlCall::LoadPartitions(m) => c.load_partitions(self.req(db, m)).await,
             DdlCall::ReleasePartitions(m) => c.release_partitions(self.req(db, m)).await,
+            DdlCall::CreateAlias(m) => c.create_alias(self.req(db, m)).await,
+            DdlCall::AlterAlias(m) => c.alter_alias(self.req(db, m)).await,
+            DdlCall::DropAlias(m) => c.drop_alias(self.req(db, m)).await,
         }
         .map_err(|e| Failure::grpc(&e))?
         .into_inner();
@@ -369,6 +372,9 @@ pub(crate) enum DdlCall {
     ReleaseCollection(ReleaseCollectionRequest),
     LoadPartitions(LoadPartitionsRequest),
     ReleasePartitions(ReleasePartitionsRequest),
+    CreateAlias(CreateAliasRequest),
+    AlterAlias(AlterAliasRequest),
+    DropAlias(DropAliasRequest),
 }
 
 /// `Ok(true)` for a success status, `Ok(false)` for one saying the object (collection,

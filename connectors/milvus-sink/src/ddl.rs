@@ -79,7 +79,13 @@ impl Shared {
 
     /// A DDL call with retries that treats "already exists" as success, and a refusal of an
     /// operation listed in `skip_refused` as done (logged).
-    async fn ddl(&self, db: &str, coll: &str, op: &str, call: DdlCall) -> Result<(), EngineError> {
+    pub(crate) async fn ddl(
+        &self,
+        db: &str,
+        coll: &str,
+        op: &str,
+        call: DdlCall,
+    ) -> Result<(), EngineError> {
         let skippable = self.cfg.skip_refused.iter().any(|o| o == op);
         let c = &self.client;
         // Ok(true): applied (or already there); Ok(false): refused and skipped.
@@ -271,7 +277,12 @@ fn skip_partition(sh: &Shared, info: Option<&CollectionInfo>, p: &str) -> bool {
 }
 
 /// Does the collection exist on the target? (Known without a call once cached.)
-async fn exists(sh: &Shared, cache: &MetaCache, db: &str, coll: &str) -> Result<bool, EngineError> {
+pub(crate) async fn exists(
+    sh: &Shared,
+    cache: &MetaCache,
+    db: &str,
+    coll: &str,
+) -> Result<bool, EngineError> {
     if cache.get(db, coll).is_some() {
         return Ok(true);
     }
@@ -469,6 +480,10 @@ pub(crate) async fn apply(
             };
             sh.ddl(db, coll, op, DdlCall::ReleasePartitions(req)).await
         }
+        Ddl::CreateAlias { alias } | Ddl::AlterAlias { alias } => {
+            crate::ddl_ops::set_alias(sh, cache, ev, alias, base).await
+        }
+        Ddl::DropAlias { alias } => crate::ddl_ops::drop_alias(sh, ev, alias, base).await,
         Ddl::Flush => {
             if !exists(sh, cache, db, coll).await? {
                 return Ok(());

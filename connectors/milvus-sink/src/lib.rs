@@ -31,6 +31,7 @@ mod batch;
 mod client;
 mod config;
 mod ddl;
+mod ddl_ops;
 mod expr;
 mod meta;
 mod replicate;

@@ -77,6 +77,9 @@ pub(crate) fn unattributed(payload: &Payload, cache: &MetaCache) -> Option<i64> 
         | Payload::PartitionsReleased { collection_id, .. } => {
             (!known(*collection_id)).then_some(*collection_id)
         }
+        // A drop of an alias whose collection the cache no longer names goes by database.
+        Payload::Alias(a) => (a.op != crate::meta::alias::AliasOp::Drop && !known(a.collection_id))
+            .then_some(a.collection_id),
     }
 }
 
@@ -93,6 +96,8 @@ pub(crate) struct Converter {
     /// Per collection, the emitted partition load or release the other way has not confirmed
     /// yet (see the module documentation).
     unconfirmed: HashMap<i64, Unconfirmed>,
+    /// Alias states emitted (aliases come two ways as well).
+    aliases: alias::EmittedAliases,
 }
 
 /// How long (source time) a partition load or release waits to be confirmed the other way.
@@ -306,6 +311,10 @@ impl Converter {
         let cache = &mut *ctx.cache;
         let msg = match payload {
             Payload::Mq(m) => m,
+            Payload::Alias(change) => {
+                out.extend(alias::from_etcd(&mut self.aliases, cache, pos, change));
+                return;
+            }
             Payload::PartitionCreated {
                 collection_id,
                 partition_id,
@@ -665,6 +674,35 @@ impl Converter {
                     Op::Ddl(Ddl::ReleasePartitions(r)),
                 ));
             }
+            MqMessage::CreateAlias(m) => {
+                let db = db_or_default(&m.db_name);
+                if self.aliases.is_new(&db, &m.alias, Some(&m.collection_name)) {
+                    let op = Op::Ddl(Ddl::CreateAlias { alias: m.alias });
+                    out.push(coll_event(cache, pos, &db, &m.collection_name, op));
+                }
+            }
+            MqMessage::AlterAlias(m) => {
+                let db = db_or_default(&m.db_name);
+                if self.aliases.is_new(&db, &m.alias, Some(&m.collection_name)) {
+                    let op = Op::Ddl(Ddl::AlterAlias { alias: m.alias });
+                    out.push(coll_event(cache, pos, &db, &m.collection_name, op));
+                }
+            }
+            MqMessage::DropAlias(m) => {
+                let db = db_or_default(&m.db_name);
+                // An alias this run never saw set: its collection is unknown here (a filter
+                // may then drop the event), so the etcd way is left free to emit it named.
+                let coll = self.aliases.target(&db, &m.alias);
+                let emit = match &coll {
+                    Some(_) => self.aliases.is_new(&db, &m.alias, None),
+                    None => true,
+                };
+                let coll = coll.unwrap_or_default();
+                if emit {
+                    let op = Op::Ddl(Ddl::DropAlias { alias: m.alias });
+                    out.push(coll_event(cache, pos, &db, &coll, op));
+                }
+            }
             // Filtered out by the reader; nothing to emit.
             _ => {}
         }
@@ -789,5 +827,6 @@ fn append_rows(into: &mut RowBatch, more: RowBatch) -> Result<(), String> {
     Ok(())
 }
 
+mod alias;
 #[cfg(test)]
 mod tests;

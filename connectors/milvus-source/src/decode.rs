@@ -80,6 +80,8 @@ pub(crate) enum Payload {
         /// every loaded partition).
         whole: bool,
     },
+    /// An alias was created, altered or dropped in etcd (see [`crate::meta::alias`]).
+    Alias(crate::meta::alias::AliasChange),
 }
 
 impl Payload {
@@ -90,6 +92,7 @@ impl Payload {
             Payload::PartitionCreated { .. } => "CreatePartition (etcd)".into(),
             Payload::PartitionsLoaded { .. } => "LoadPartitions (etcd)".into(),
             Payload::PartitionsReleased { .. } => "ReleasePartitions (etcd)".into(),
+            Payload::Alias(a) => format!("{:?}Alias (etcd)", a.op),
         }
     }
 }
@@ -428,7 +431,10 @@ fn classify(
         | MqMessage::LoadCollection(_)
         | MqMessage::ReleaseCollection(_)
         | MqMessage::LoadPartitions(_)
-        | MqMessage::ReleasePartitions(_) => Decoded::Change {
+        | MqMessage::ReleasePartitions(_)
+        | MqMessage::CreateAlias(_)
+        | MqMessage::DropAlias(_)
+        | MqMessage::AlterAlias(_) => Decoded::Change {
             ts,
             pair: None,
             msg,

@@ -559,6 +559,13 @@ impl Source for MilvusSource {
         } else {
             Vec::new()
         };
+        // Aliases set after the committed position are replayed the same way (as creations:
+        // the sink converges, see `meta::alias`).
+        let aliases = if replay_partitions {
+            crate::meta::alias::replay(&cache.aliases, meta_done)
+        } else {
+            Vec::new()
+        };
         // The pseudo-channel's start: on a fresh `latest` start the partitions that exist
         // now are part of the past; on a resume, its checkpoint.
         let meta_start = match (meta_done, cfg.start) {
@@ -647,6 +654,19 @@ impl Source for MilvusSource {
                 pair,
                 payload,
             } = watcher::change_input(change)
+            {
+                run.merger
+                    .push(meta_idx, offset, ts, bytes, pair, payload, now);
+            }
+        }
+        for input in aliases {
+            if let Input::Change {
+                offset,
+                ts,
+                bytes,
+                pair,
+                payload,
+            } = input
             {
                 run.merger
                     .push(meta_idx, offset, ts, bytes, pair, payload, now);

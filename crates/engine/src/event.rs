@@ -151,6 +151,22 @@ pub enum Ddl {
     ReleasePartitions(milvus::ReleasePartitionsRequest),
     /// The collection was flushed.
     Flush,
+    /// An alias was created for the event's collection.
+    CreateAlias {
+        /// The alias (in the event's database).
+        alias: String,
+    },
+    /// An alias was moved to the event's collection.
+    AlterAlias {
+        /// The alias.
+        alias: String,
+    },
+    /// An alias of the event's collection was dropped (the collection is the one it pointed
+    /// to, empty when the source no longer knew it).
+    DropAlias {
+        /// The alias.
+        alias: String,
+    },
 }
 
 impl Op {
@@ -198,6 +214,9 @@ impl Ddl {
             Ddl::LoadPartitions(_) => "load_partitions",
             Ddl::ReleasePartitions(_) => "release_partitions",
             Ddl::Flush => "flush",
+            Ddl::CreateAlias { .. } => "create_alias",
+            Ddl::AlterAlias { .. } => "alter_alias",
+            Ddl::DropAlias { .. } => "drop_alias",
         }
     }
 

@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value as Json};
 /// | `load_collection` | `{"replica_number", "resource_groups", "load_fields", "refresh"}` |
 /// | `load_partitions` | the same plus `"partitions"` |
 /// | `release_partitions` | `{"partitions": [..]}` |
+/// | `create_alias`, `alter_alias`, `drop_alias` | `{"alias": name}` (the event names the collection) |
 /// | others | `{}` |
 ///
 /// Index `params`: the request's key/value pairs; a value that is itself a JSON object (the
@@ -55,6 +56,9 @@ pub fn describe(ddl: &Ddl) -> Json {
             "refresh": r.refresh,
         }),
         Ddl::ReleasePartitions(r) => json!({ "partitions": r.partition_names }),
+        Ddl::CreateAlias { alias } | Ddl::AlterAlias { alias } | Ddl::DropAlias { alias } => {
+            json!({ "alias": alias })
+        }
         Ddl::DropDatabase | Ddl::DropCollection | Ddl::ReleaseCollection | Ddl::Flush => {
             json!({})
         }
@@ -188,5 +192,11 @@ mod tests {
         assert_eq!(d["params"]["index_type"], "HNSW");
         assert_eq!(d["params"]["params"]["M"], 8);
         assert_eq!(describe(&Ddl::Flush), json!({}));
+        assert_eq!(
+            describe(&Ddl::AlterAlias {
+                alias: "current".into()
+            }),
+            json!({ "alias": "current" })
+        );
     }
 }

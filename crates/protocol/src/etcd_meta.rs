@@ -10,6 +10,7 @@
 //! | `root-coord/fields/{collectionID}/{fieldID}`                | [`schema::FieldSchema`]  |
 //! | `root-coord/partitions/{collectionID}/{partitionID}`        | [`etcd::PartitionInfo`]  |
 //! | `root-coord/functions/{collectionID}/{functionID}` (2.5)    | [`schema::FunctionSchema`] |
+//! | `root-coord/database/aliases/{dbID}/{alias}` (2.2.9+)       | [`etcd::AliasInfo`] ([`parse_alias_key`]) |
 //!
 //! A deleted object's key is not removed: its value becomes the tombstone `E2 9B BC` (UTF-8
 //! "⛼").
@@ -259,6 +260,48 @@ fn prefix(meta_root: &str, rest: &str) -> String {
     format!("{}/{ROOT_COORD}/{rest}", meta_root.trim_end_matches('/'))
 }
 
+/// A parsed alias key `root-coord/database/aliases/{db_id}/{alias}` (Milvus
+/// `internal/metastore/kv/rootcoord/rootcoord_constant.go`: `AliasMetaPrefix`; seen live on
+/// 2.3.5). Kept apart from [`MetaKey`], which is `Copy`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AliasKey {
+    /// Database ID.
+    pub db_id: i64,
+    /// The alias.
+    pub alias: String,
+}
+
+/// Prefix of every alias key: `{meta_root}/root-coord/database/aliases/`.
+#[must_use]
+pub fn alias_prefix(meta_root: &str) -> String {
+    prefix(meta_root, "database/aliases/")
+}
+
+/// Parses a full etcd alias key under `meta_root`; `None` for any other key.
+#[must_use]
+pub fn parse_alias_key(meta_root: &str, key: &str) -> Option<AliasKey> {
+    let rest = key.strip_prefix(&alias_prefix(meta_root))?;
+    let (db, alias) = rest.split_once('/')?;
+    if db.is_empty() || !db.bytes().all(|b| b.is_ascii_digit()) || alias.is_empty() {
+        return None;
+    }
+    Some(AliasKey {
+        db_id: db.parse().ok()?,
+        alias: alias.to_string(),
+    })
+}
+
+/// Decodes an alias value: `None` for the tombstone.
+///
+/// # Errors
+/// The protobuf error when the value is not an [`etcd::AliasInfo`].
+pub fn decode_alias_value(value: &[u8]) -> Result<Option<etcd::AliasInfo>, prost::DecodeError> {
+    if is_tombstone(value) {
+        return Ok(None);
+    }
+    etcd::AliasInfo::decode(value).map(Some)
+}
+
 /// A decoded metadata value.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)] // Decoded once per etcd event; boxing buys nothing.
@@ -425,6 +468,42 @@ mod tests {
         ] {
             assert_eq!(parse_meta_key(ROOT, key), None, "{key}");
         }
+    }
+
+    #[test]
+    fn parses_alias_keys() {
+        // Key and value as read from a live Milvus 2.3.5 after `utility.create_alias`.
+        let key = "by-dev/meta/root-coord/database/aliases/1/o15_probe_alias";
+        assert_eq!(
+            parse_alias_key(ROOT, key),
+            Some(AliasKey {
+                db_id: 1,
+                alias: "o15_probe_alias".into()
+            })
+        );
+        assert_eq!(parse_meta_key(ROOT, key), None);
+        for other in [
+            "by-dev/meta/root-coord/database/aliases/x/a",
+            "by-dev/meta/root-coord/database/aliases/1/",
+            "by-dev/meta/root-coord/database/aliases/1",
+            "by-dev/meta/root-coord/aliases/a",
+            "by-dev/meta/root-coord/database/db-info/1",
+        ] {
+            assert_eq!(parse_alias_key(ROOT, other), None, "{other}");
+        }
+        let value = base64_decode("Cg9vMTVfcHJvYmVfYWxpYXMQ646J5O/1tsQGGISA8K35hrfEBigB");
+        let info = decode_alias_value(&value).unwrap().unwrap();
+        assert_eq!(info.alias_name, "o15_probe_alias");
+        assert_eq!(info.collection_id, 470_867_705_667_405_675);
+        assert_eq!(info.db_id, 1);
+        assert!(info.created_time > 0);
+        assert_eq!(decode_alias_value(&TOMBSTONE).unwrap(), None);
+        assert!(decode_alias_value(&[0x0a, 0xff]).is_err());
+    }
+
+    fn base64_decode(s: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.decode(s).unwrap()
     }
 
     #[test]

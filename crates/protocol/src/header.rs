@@ -263,6 +263,14 @@ mq_messages! {
     /// ReleasePartitions (206), replicate channel.
     ReleasePartitions(milvus::ReleasePartitionsRequest) = ReleasePartitions,
         "milvus.proto.milvus.ReleasePartitionsRequest";
+    /// CreateAlias (108), replicate channel (2.4+; `pkg/mq/msgstream/msg_for_alias.go`
+    /// marshals the proxy's `milvuspb.CreateAliasRequest`).
+    CreateAlias(milvus::CreateAliasRequest) = CreateAlias,
+        "milvus.proto.milvus.CreateAliasRequest";
+    /// DropAlias (109), replicate channel (2.4+).
+    DropAlias(milvus::DropAliasRequest) = DropAlias, "milvus.proto.milvus.DropAliasRequest";
+    /// AlterAlias (110), replicate channel (2.4+).
+    AlterAlias(milvus::AlterAliasRequest) = AlterAlias, "milvus.proto.milvus.AlterAliasRequest";
 }
 
 impl MqMessage {
@@ -338,6 +346,9 @@ impl MqMessage {
             Self::ReleaseCollection(m) => &m.db_name,
             Self::LoadPartitions(m) => &m.db_name,
             Self::ReleasePartitions(m) => &m.db_name,
+            Self::CreateAlias(m) => &m.db_name,
+            Self::DropAlias(m) => &m.db_name,
+            Self::AlterAlias(m) => &m.db_name,
             Self::TimeTick(_) | Self::DataNodeTt(_) | Self::Other { .. } => return None,
         })
     }
@@ -362,7 +373,10 @@ impl MqMessage {
             Self::ReleaseCollection(m) => &m.collection_name,
             Self::LoadPartitions(m) => &m.collection_name,
             Self::ReleasePartitions(m) => &m.collection_name,
+            Self::CreateAlias(m) => &m.collection_name,
+            Self::AlterAlias(m) => &m.collection_name,
             Self::TimeTick(_)
+            | Self::DropAlias(_)
             | Self::DataNodeTt(_)
             | Self::CreateDatabase(_)
             | Self::DropDatabase(_)

@@ -102,6 +102,8 @@ pub struct MetaCache {
     databases: HashMap<i64, DatabaseEntry>,
     collections: HashMap<i64, CollectionEntry>,
     partitions: HashMap<i64, PartitionEntry>,
+    /// Collection aliases.
+    pub aliases: super::alias::Aliases,
 }
 
 impl MetaCache {

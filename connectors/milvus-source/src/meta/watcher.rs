@@ -191,7 +191,9 @@ pub async fn scan(
             }
             continue;
         }
-        apply_kv(cache, meta_root, kv, false, metrics);
+        if super::alias::apply_kv(&mut cache.aliases, meta_root, kv, false, metrics).is_none() {
+            apply_kv(cache, meta_root, kv, false, metrics);
+        }
     }
     info!(
         message = "Read the source metadata from etcd.",
@@ -552,6 +554,24 @@ impl WatchTask {
                 }
                 if !loads.is_empty() {
                     self.flush_loads(std::mem::take(&mut loads), &cache);
+                }
+                if let Some(a) = super::alias::apply_kv(
+                    &mut cache.aliases,
+                    &self.meta_root,
+                    kv,
+                    deleted,
+                    &self.metrics,
+                ) {
+                    if let Some(a) = a {
+                        // A drop's tombstone has no time: stamped like load changes.
+                        let now_ts =
+                            cdc_protocol::ts::from_system_time(std::time::SystemTime::now());
+                        let ts = a.ts.unwrap_or_else(|| now_ts.max(self.last_load_ts + 1));
+                        self.last_load_ts = self.last_load_ts.max(ts);
+                        info!(message = "Source alias changed.", change = ?a, ts);
+                        inputs.push(super::alias::alias_input(a, ts));
+                    }
+                    continue;
                 }
                 if let Some(c) = apply_kv(&mut cache, &self.meta_root, kv, deleted, &self.metrics) {
                     debug!(message = "Source metadata changed.", change = ?c);

@@ -226,13 +226,32 @@ fn all_messages() -> Vec<MqMessage> {
             partition_names: vec!["p1".into()],
             ..Default::default()
         }),
+        // Alias messages as 2.4+ proxies publish them (`msg_for_alias.go`: the
+        // `milvuspb.*AliasRequest` of `milvus.proto`, fields as in milvus-proto v2.4.24).
+        M::CreateAlias(milvus::CreateAliasRequest {
+            base: base(MsgType::CreateAlias, 121),
+            db_name: "db1".into(),
+            collection_name: "c".into(),
+            alias: "a".into(),
+        }),
+        M::DropAlias(milvus::DropAliasRequest {
+            base: base(MsgType::DropAlias, 122),
+            db_name: "db1".into(),
+            alias: "a".into(),
+        }),
+        M::AlterAlias(milvus::AlterAliasRequest {
+            base: base(MsgType::AlterAlias, 123),
+            db_name: "db1".into(),
+            collection_name: "c2".into(),
+            alias: "a".into(),
+        }),
     ]
 }
 
 #[test]
 fn every_typed_message_round_trips() {
     let messages = all_messages();
-    assert_eq!(messages.len(), 21);
+    assert_eq!(messages.len(), 24);
     for m in messages {
         let bytes = m.encode_to_vec().expect("typed message");
         let t = m.msg_type();
