@@ -31,10 +31,11 @@ mod input;
 mod merger;
 mod metrics;
 mod reader;
+pub mod snapshot;
 mod source;
 
 pub use config::{
-    EtcdConfig, KafkaConfig, MilvusSourceConfig, MqConfig, OnDecodeError, PulsarConfig, StartFrom,
-    TlsConfig,
+    EtcdConfig, KafkaConfig, MilvusSourceConfig, MqConfig, OnDecodeError, PulsarConfig,
+    SnapshotConfig, SnapshotLoad, SnapshotMode, StartFrom, TlsConfig,
 };
 pub use source::MilvusSource;

@@ -1,5 +1,6 @@
 //! The connector crates linked into pipelines, and how each spec entry is built.
 
+use cdc_engine::transforms::FilterConfig;
 use cdc_engine::{EngineError, Sink, Source};
 
 pub use cdc_connector_file::FileSinkConfig;
@@ -10,13 +11,15 @@ pub use cdc_connector_milvus_source::MilvusSourceConfig as SourceConnector;
 use crate::builtin::{BlackholeSink, StdoutSink};
 use crate::spec::{SinkSpec, SourceSpec};
 
-/// Connect the source of a pipeline.
+/// Connect the source of a pipeline. `scope`: the pipeline's filters that see source names
+/// (those before any rename); a source's initial snapshot copies only what they keep.
 pub async fn build_source(
     spec: &SourceSpec,
     pipeline: &str,
+    scope: &[FilterConfig],
 ) -> Result<Box<dyn Source>, EngineError> {
     match spec {
-        SourceSpec::Milvus(cfg) => cfg.build(pipeline).await,
+        SourceSpec::Milvus(cfg) => cfg.build_scoped(pipeline, scope).await,
     }
 }
 

@@ -28,7 +28,15 @@ pub async fn build(spec: &PipelineSpec) -> Result<Pipeline, EngineError> {
             TransformSpec::Rename(r) => Box::new(Rename::new(&r.rules)?),
         });
     }
-    let source = connectors::build_source(&spec.source, &spec.name).await?;
+    let scope: Vec<_> = spec
+        .transforms
+        .iter()
+        .map_while(|t| match t {
+            TransformSpec::Filter(f) => Some(f.clone()),
+            TransformSpec::Rename(_) => None,
+        })
+        .collect();
+    let source = connectors::build_source(&spec.source, &spec.name, &scope).await?;
     Ok(Pipeline {
         name: spec.name.clone(),
         source,

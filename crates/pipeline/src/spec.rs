@@ -232,6 +232,29 @@ impl PipelineSpec {
                 SinkSpec::Stdout(_) | SinkSpec::Blackhole(_) => Ok(()),
             };
             r.map_err(|(kind, m)| invalid(&format!("sinks.{id}.{kind}"), m))?;
+            let SourceSpec::Milvus(src) = &self.source;
+            if let SinkSpec::Milvus(c) = s {
+                if src.snapshot.enabled()
+                    && c.mode == cdc_connector_milvus_sink::SinkMode::Replicate
+                {
+                    return Err(invalid(
+                        &format!("sinks.{id}.milvus.mode"),
+                        "`mode: replicate` cannot receive an initial snapshot (its rows are read \
+                         through the API, not from the message queue); use `mode: api` for this \
+                         sink, or set `source.milvus.snapshot.mode: never`"
+                            .into(),
+                    ));
+                }
+                if src.snapshot.enabled() && c.write == cdc_connector_milvus_sink::WriteMode::Insert
+                {
+                    return Err(invalid(
+                        &format!("sinks.{id}.milvus.write"),
+                        "`write: insert` would insert twice the rows the stream replays after \
+                         the snapshot read them; use `write: upsert` with a snapshot"
+                            .into(),
+                    ));
+                }
+            }
         }
         Ok(())
     }
