@@ -6,7 +6,7 @@
   $MCDC_PYTHON tests/py/snapshot_seed.py drop   [--uri URI] [--prefix P]
 
 `seed` (re)creates, under names starting with the prefix: in database `default`, `{p}int` (int64 keys, a
-partition `{p}part`, JSON, ARRAY and dynamic fields, some rows deleted), `{p}auto` (autoID int64 keys) and
+partition `{p}part` holding the keys k % 3 == 1, JSON, ARRAY and dynamic fields, some rows deleted), `{p}auto` (autoID int64 keys) and
 `{p}bin` (binary vectors, left *not loaded* unless --load-all); in database `{p}db`, `{p}str` (varchar keys).
 `--rows N` is the total over all collections (split 40/20/10/30 %). `writer` inserts, upserts and deletes
 rows in `{p}int` and `{p}str` for S seconds (keys above the seeded ones, and some seeded ones), printing
@@ -33,6 +33,12 @@ def row_int(i, rng):
     if i % 3 == 0:
         r["extra"] = f"dyn{i}"  # dynamic field
     return r
+
+
+def partition_of(prefix, i):
+    """The partition of key i in `{prefix}int` (an upsert must name it: Milvus 2.3 keeps the old row of
+    another partition)."""
+    return f"{prefix}part" if i % 3 == 1 else "_default"
 
 
 def row_str(i, rng):
@@ -100,8 +106,9 @@ def seed(a):
     rng.shuffle(ids)  # keys arrive out of order
     for i in range(0, n_int, B):
         chunk = ids[i:i + B]
-        part = f"{a.prefix}part" if (i // B) % 3 == 1 else "_default"
-        c.insert(f"{a.prefix}int", [row_int(k, rng) for k in chunk], partition_name=part)
+        for part in ("_default", f"{a.prefix}part"):
+            rows = [row_int(k, rng) for k in chunk if partition_of(a.prefix, k) == part]
+            c.insert(f"{a.prefix}int", rows, partition_name=part)
     c.delete(f"{a.prefix}int", filter=f"id < {max(n_int // 50, 1)}")
     for i in range(0, n_auto, B):
         c.insert(f"{a.prefix}auto", [{"v": vec(rng), "x": k} for k in range(i, min(i + B, n_auto))])
@@ -130,7 +137,8 @@ def writer(a):
         c2.insert(f"{a.prefix}str", [row_str(base + k * 10 + j, rng) for j in range(10)])
         counts["insert"] += 20
         old = rng.randrange(1000, 5000)
-        c.upsert(f"{a.prefix}int", [dict(row_int(old, rng), title=f"up{k}")])
+        c.upsert(f"{a.prefix}int", [dict(row_int(old, rng), title=f"up{k}")],
+                 partition_name=partition_of(a.prefix, old))
         c2.upsert(f"{a.prefix}str", [dict(row_str(old, rng), n=-k)])
         counts["upsert"] += 2
         gone = rng.randrange(5000, 9000)
