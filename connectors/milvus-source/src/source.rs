@@ -542,7 +542,7 @@ impl Source for MilvusSource {
         let in_scope = |db: &str, coll: &str| scope.iter().all(|f| f.accepts(db, Some(coll)));
         let mut snap = Snapshot::plan(cfg, resume, &mut cache, &in_scope)?;
         if let Some(s) = snap.as_mut() {
-            s.start(cfg).await?;
+            s.start(cfg, self.source_metrics.clone()).await?;
         }
         let late: Vec<String> = cache
             .live_pchannels()

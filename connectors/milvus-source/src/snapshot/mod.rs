@@ -46,6 +46,7 @@ use self::copy::Item;
 use self::progress::Progress;
 use crate::config::{MilvusSourceConfig, COMPONENT};
 use crate::meta::MetaCache;
+use crate::metrics::SourceMetrics;
 
 /// Widening of a temporary load's window on both sides (see [`Shared::suppress_begin`]).
 const SUPPRESS_MARGIN_MS: u64 = 2000;
@@ -121,6 +122,7 @@ pub(crate) struct Snapshot {
     started: Instant,
     last_log: Instant,
     finished: bool,
+    metrics: Option<SourceMetrics>,
 }
 
 impl Drop for Snapshot {
@@ -231,11 +233,17 @@ impl Snapshot {
             started: Instant::now(),
             last_log: Instant::now(),
             finished: false,
+            metrics: None,
         }))
     }
 
     /// Connects to the source API and starts the copy tasks.
-    pub(crate) async fn start(&mut self, cfg: &MilvusSourceConfig) -> Result<(), EngineError> {
+    pub(crate) async fn start(
+        &mut self,
+        cfg: &MilvusSourceConfig,
+        metrics: SourceMetrics,
+    ) -> Result<(), EngineError> {
+        self.metrics = Some(metrics);
         let client = SourceClient::connect(cfg).await?;
         let shared = Arc::new(Shared {
             client,
@@ -280,19 +288,22 @@ impl Snapshot {
 
     /// The next snapshot change; `None` when the copy is complete. Cancel-safe.
     pub(crate) async fn next(&mut self) -> Result<Option<ChangeEvent>, EngineError> {
-        let Some(rx) = self.rx.as_mut() else {
-            self.finished = true;
-            return Ok(None);
-        };
         loop {
-            match rx.recv().await {
+            let Some(rx) = self.rx.as_mut() else {
+                self.finished = true;
+                return Ok(None);
+            };
+            let msg = rx.recv().await;
+            match msg {
                 Some(SnapMsg::Event(ev)) => {
                     self.maybe_log();
+                    self.update_metrics(&ev.position.channel);
                     self.offsets
                         .insert(ev.position.channel.to_string(), ev.position.offset.clone());
                     return Ok(Some(*ev));
                 }
                 Some(SnapMsg::Done { channel }) => {
+                    self.update_metrics(&channel);
                     self.offsets
                         .insert(channel.to_string(), Progress::Done.encode());
                 }
@@ -354,6 +365,20 @@ impl Snapshot {
                 && ev.position.ts >= *from
                 && until.is_none_or(|u| ev.position.ts <= u)
         })
+    }
+
+    fn update_metrics(&self, channel: &str) {
+        let (Some(m), Some(i)) = (
+            &self.metrics,
+            self.items.iter().find(|i| &*i.channel == channel),
+        ) else {
+            return;
+        };
+        m.snapshot_rows(
+            &format!("{}.{}", i.db, i.name),
+            i.copied.load(Ordering::Relaxed),
+            i.total.load(Ordering::Relaxed),
+        );
     }
 
     /// Logs rows copied / total per collection, rate and ETA, every [`PROGRESS_EVERY`].
