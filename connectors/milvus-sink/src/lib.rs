@@ -42,7 +42,7 @@ mod writer;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cdc_engine::config::{BuildContext, ConfigError, SinkConfig, SinkKind};
+use cdc_engine::config::{BuildContext, ConfigError, PipelineFacts, SinkConfig, SinkKind};
 use cdc_engine::{DeliveryGuarantee, EngineError, ErrorKind, Sink};
 
 pub use config::{
@@ -76,6 +76,29 @@ impl SinkConfig for MilvusSinkConfig {
 
     fn validate(&self) -> Vec<ConfigError> {
         cdc_engine::config::first_problem(MilvusSinkConfig::validate(self))
+    }
+
+    /// Snapshot reads are rows read through the source's API: replicate mode cannot send them
+    /// (it forwards message-queue messages), and plain inserts would double the rows the
+    /// stream replays after the snapshot read them.
+    fn validate_in(&self, facts: &PipelineFacts) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if facts.snapshot_reads && self.mode == SinkMode::Replicate {
+            problems.push(ConfigError::new(
+                "mode",
+                "`mode: replicate` cannot receive an initial snapshot (its rows are read through \
+                 the API, not from the message queue); use `mode: api` for this sink, or set \
+                 `source.milvus.snapshot.mode: never`",
+            ));
+        }
+        if facts.snapshot_reads && self.write == WriteMode::Insert {
+            problems.push(ConfigError::new(
+                "write",
+                "`write: insert` would insert twice the rows the stream replays after the \
+                 snapshot read them; use `write: upsert` with a snapshot",
+            ));
+        }
+        problems
     }
 
     /// Reach the target and check the credentials: a wrong target is refused when a task is

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cdc_engine::metrics::{now_ms, ComponentMetrics};
-use cdc_engine::{ChangeEvent, DeliveryGuarantee, EngineError, Op, Sink, SinkContext};
+use cdc_engine::{
+    ChangeEvent, DeliveryGuarantee, EngineError, Op, Sink, SinkContext, SNAPSHOT_SHARD,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -82,6 +84,21 @@ impl MilvusSink {
         Ok(())
     }
 
+    /// Before the first stream change of a collection, write out its snapshot rows (they are
+    /// on a writer of their own, [`SNAPSHOT_SHARD`], and must not overtake later changes).
+    async fn finish_snapshot_writer(&mut self, db: &str, coll: &str) -> Result<(), EngineError> {
+        let key = (db.to_string(), coll.to_string(), SNAPSHOT_SHARD.to_string());
+        let Some(w) = self.writers.remove(&key) else {
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        if w.tx.send(WriterMsg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        self.check()?;
+        Ok(())
+    }
+
     /// Stop the (drained) writers of a collection, or of a database when `coll` is empty.
     fn forget_writers(&mut self, db: &str, coll: &str) {
         self.writers
@@ -96,6 +113,10 @@ impl MilvusSink {
             Op::Ddl(_) => return Ok(()),
         };
         let key = (ev.database.clone(), ev.collection.clone(), shard);
+        if !ev.is_snapshot_read() {
+            self.finish_snapshot_writer(&ev.database, &ev.collection)
+                .await?;
+        }
         if !self.writers.contains_key(&key) {
             let info = ddl::ensure_collection(
                 &self.sh,

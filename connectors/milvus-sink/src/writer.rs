@@ -148,7 +148,12 @@ impl Writer {
         let pk = self.info.pk_name.as_str();
         match &ev.op {
             Op::Insert(b) if b.num_rows > 0 => vec![Item::Rows(RowsBatch::new(
-                self.insert_kind(ts),
+                // A snapshot read may repeat a row the stream writes again: always upsert.
+                if ev.is_snapshot_read() && !self.info.auto_id {
+                    WriteKind::Upsert
+                } else {
+                    self.insert_kind(ts)
+                },
                 self.partition(Some(&b.partition)),
                 b.columns.clone(),
                 b.num_rows,

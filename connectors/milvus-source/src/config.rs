@@ -11,6 +11,10 @@ use cdc_engine::EngineError;
 use cdc_protocol::{channel, etcd_meta, position};
 use serde::{Deserialize, Serialize};
 
+pub use crate::snapshot::config::{
+    GrpcTlsConfig, SnapshotConfig, SnapshotLoad, SnapshotMode, MAX_BATCH_ROWS,
+};
+
 /// Component name used in errors and logs.
 pub(crate) const COMPONENT: &str = "source milvus";
 
@@ -74,6 +78,21 @@ pub struct MilvusSourceConfig {
     /// ordering waits for.
     #[serde(default = "default_max_pending_mib")]
     pub max_pending_mib: usize,
+    /// The source Milvus gRPC endpoint, `http://host:port` or `https://host:port` (e.g.
+    /// `http://127.0.0.1:19530`; `https://` turns TLS on). Needed by `snapshot`, which reads
+    /// the rows that existed before the start through the Milvus API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Credentials for `uri`: `user:password`, or an API key (keep it in `${VAR}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// TLS settings for an `https://` `uri` (system roots when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<GrpcTlsConfig>,
+    /// Initial snapshot: copy what the source holds before the start, then stream (see
+    /// [`SnapshotConfig`]). Default `mode: never`.
+    #[serde(default, skip_serializing_if = "SnapshotConfig::is_default")]
+    pub snapshot: SnapshotConfig,
     /// How the source rides out an outage of its etcd or message queue (a restart, a network
     /// cut): it reconnects with exponential backoff and resumes exactly where it was (the etcd
     /// watch from its revision, each channel after its last message). Faults that cannot heal
@@ -326,6 +345,10 @@ impl MilvusSourceConfig {
             channel_buffer: default_channel_buffer(),
             max_pending_mib: default_max_pending_mib(),
             reconnect: ReconnectConfig::default(),
+            uri: None,
+            token: None,
+            tls: None,
+            snapshot: SnapshotConfig::default(),
         }
     }
 
@@ -375,6 +398,56 @@ impl MilvusSourceConfig {
             return Err(field_err("max_pending_mib", "must be greater than 0"));
         }
         self.reconnect.validate()?;
+        self.validate_snapshot()
+    }
+
+    fn validate_snapshot(&self) -> Result<(), EngineError> {
+        if let Some(uri) = &self.uri {
+            if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+                return Err(field_err(
+                    "uri",
+                    format!("`{uri}` must start with http:// or https://"),
+                ));
+            }
+        }
+        if matches!(&self.token, Some(t) if t.is_empty()) {
+            return Err(field_err("token", "must not be empty when set"));
+        }
+        if let Some(t) = &self.tls {
+            if t.client_pem_path.is_some() != t.client_key_path.is_some() {
+                return Err(field_err(
+                    "tls",
+                    "`client_pem_path` and `client_key_path` go together",
+                ));
+            }
+        }
+        let s = &self.snapshot;
+        if s.batch_rows == 0 || s.batch_rows > MAX_BATCH_ROWS {
+            return Err(field_err(
+                "snapshot.batch_rows",
+                format!("must be between 1 and {MAX_BATCH_ROWS}"),
+            ));
+        }
+        if s.parallelism == 0 {
+            return Err(field_err("snapshot.parallelism", "must be greater than 0"));
+        }
+        if !s.enabled() {
+            return Ok(());
+        }
+        if self.uri.is_none() {
+            return Err(field_err(
+                "uri",
+                "is required with `snapshot.mode` initial or only: the snapshot reads the \
+                 existing rows through the source Milvus gRPC API (e.g. http://127.0.0.1:19530)",
+            ));
+        }
+        if self.start != StartFrom::Latest || !self.positions.is_empty() {
+            return Err(field_err(
+                "snapshot.mode",
+                "a snapshot starts the stream where the copy begins; remove `start: earliest` \
+                 and `positions`, or set `snapshot.mode: never`",
+            ));
+        }
         Ok(())
     }
 }

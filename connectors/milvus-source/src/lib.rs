@@ -32,11 +32,12 @@ mod input;
 mod merger;
 mod metrics;
 mod reader;
+pub mod snapshot;
 mod source;
 
 pub use config::{
-    EtcdConfig, KafkaConfig, MilvusSourceConfig, MqConfig, OnDecodeError, PulsarConfig, StartFrom,
-    TlsConfig,
+    EtcdConfig, KafkaConfig, MilvusSourceConfig, MqConfig, OnDecodeError, PulsarConfig,
+    SnapshotConfig, SnapshotLoad, SnapshotMode, StartFrom, TlsConfig,
 };
 pub use source::MilvusSource;
 
@@ -61,10 +62,22 @@ impl SourceConfig for MilvusSourceConfig {
         cdc_engine::config::first_problem(MilvusSourceConfig::validate(self))
     }
 
+    fn snapshot_reads(&self) -> bool {
+        self.snapshot.enabled()
+    }
+
     /// Validates the configuration and returns the (not yet opened) source; the pipeline name
-    /// labels its metrics.
+    /// labels its metrics, and the initial snapshot copies only the collections every filter
+    /// of `ctx.filters` keeps.
     async fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Source>, EngineError> {
-        Ok(Box::new(MilvusSource::new(self.clone(), ctx.pipeline)?))
+        let mut s = MilvusSource::new(self.clone(), ctx.pipeline)?;
+        s.set_snapshot_scope(
+            ctx.filters
+                .iter()
+                .map(cdc_engine::transforms::Filter::new)
+                .collect::<Result<_, _>>()?,
+        );
+        Ok(Box::new(s))
     }
 
     fn clone_box(&self) -> Box<dyn SourceConfig> {

@@ -11,16 +11,19 @@
 //!   transaction markers), `replicated` (`skip_replicated`), `txn_aborted` (the body of a
 //!   rolled-back or expired transaction), `txn_unknown` (the body or commit of a transaction
 //!   whose BeginTxn was not read, e.g. before the start position).
+//! * `milvus_cdc_snapshot_rows{pipeline, collection, kind}`: the initial snapshot's rows per
+//!   collection (`db.collection`), `kind` `copied` (this run) or `total` (`count(*)`).
 //!
 //! [`ComponentMetrics`]: cdc_engine::metrics::ComponentMetrics
 
 use std::sync::OnceLock;
 
-use prometheus::{IntCounterVec, Opts};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 
 struct Families {
     streaming: IntCounterVec,
     skipped: IntCounterVec,
+    snapshot: IntGaugeVec,
 }
 
 fn families() -> &'static Families {
@@ -41,6 +44,16 @@ fn families() -> &'static Families {
                 "milvus_cdc_source_skipped_messages_total",
                 "Messages the Milvus source consumed without a change, by reason and type.",
                 &["pipeline", "channel", "reason", "msg_type"],
+            ),
+            snapshot: cdc_engine::metrics::register(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "milvus_cdc_snapshot_rows",
+                        "Rows of the initial snapshot per collection: copied (this run) and total.",
+                    ),
+                    &["pipeline", "collection", "kind"],
+                )
+                .expect("valid metric"),
             ),
         }
     })
@@ -100,6 +113,16 @@ impl SourceMetrics {
             .streaming
             .with_label_values(&[self.pipeline.as_str(), channel, msg_type])
             .inc();
+    }
+
+    /// Rows of the snapshot of `collection` copied so far and its total.
+    pub(crate) fn snapshot_rows(&self, collection: &str, copied: u64, total: u64) {
+        let f = &families().snapshot;
+        let p = self.pipeline.as_str();
+        f.with_label_values(&[p, collection, "copied"])
+            .set(i64::try_from(copied).unwrap_or(i64::MAX));
+        f.with_label_values(&[p, collection, "total"])
+            .set(i64::try_from(total).unwrap_or(i64::MAX));
     }
 
     /// One message consumed without a change.

@@ -45,6 +45,7 @@ use crate::mq::kafka::KafkaClient;
 use crate::mq::pulsar::PulsarClient;
 use crate::mq::{MqClient, Resolved, StartAt, BEFORE_FIRST};
 use crate::reader::{ReaderTask, TxnHold};
+use crate::snapshot::{self, Snapshot};
 
 /// Shortest time between two probe rounds while changes arrive.
 const ROUND_MIN_GAP: Duration = Duration::from_millis(20);
@@ -68,6 +69,8 @@ pub struct MilvusSource {
     source_metrics: SourceMetrics,
     group: String,
     run: Option<Running>,
+    /// Filters the snapshot's collections must pass (the pipeline's, before any rename).
+    scope: Vec<cdc_engine::transforms::Filter>,
 }
 
 struct Chan {
@@ -102,6 +105,10 @@ struct Running {
     attribution: Attribution,
     /// How readers reconnect.
     reconnect: cdc_engine::retry::RetryPolicy,
+    /// The initial snapshot, returned before any stream change (`snapshot.mode`).
+    snapshot: Option<Snapshot>,
+    /// `snapshot.mode: only`: the source ends after the snapshot.
+    snapshot_only: bool,
 }
 
 impl Drop for Running {
@@ -126,7 +133,13 @@ impl MilvusSource {
             source_metrics: SourceMetrics::new(pipeline),
             group: format!("milvus-cdc-{pipeline}"),
             run: None,
+            scope: Vec::new(),
         })
+    }
+
+    /// The snapshot copies only collections that every filter of `scope` keeps.
+    pub fn set_snapshot_scope(&mut self, scope: Vec<cdc_engine::transforms::Filter>) {
+        self.scope = scope;
     }
 
     /// Name of the pseudo-channel of etcd partition changes: CreatePartition, and the
@@ -500,7 +513,11 @@ impl Source for MilvusSource {
         dml.extend(
             resume
                 .keys()
-                .filter(|k| **k != replicate && **k != meta_channel)
+                .filter(|k| {
+                    **k != replicate
+                        && **k != meta_channel
+                        && !snapshot::is_snapshot_channel(&cfg.meta_root(), k)
+                })
                 .cloned(),
         );
         for v in cfg.positions.keys() {
@@ -524,6 +541,12 @@ impl Source for MilvusSource {
         let mut loads = LoadState::default();
         let revision =
             watcher::scan(&mut etcd, &meta_root, &mut cache, &mut loads, &self.metrics).await?;
+        let scope = &self.scope;
+        let in_scope = |db: &str, coll: &str| scope.iter().all(|f| f.accepts(db, Some(coll)));
+        let mut snap = Snapshot::plan(cfg, resume, &mut cache, &in_scope)?;
+        if let Some(s) = snap.as_mut() {
+            s.start(cfg, self.source_metrics.clone()).await?;
+        }
         let late: Vec<String> = cache
             .live_pchannels()
             .into_iter()
@@ -607,6 +630,8 @@ impl Source for MilvusSource {
             starts: BTreeMap::new(),
             attribution: Attribution::new(UNATTRIBUTED_WAIT),
             reconnect: cfg.reconnect.policy(),
+            snapshot: snap,
+            snapshot_only: cfg.snapshot.mode == crate::config::SnapshotMode::Only,
         };
 
         // The etcd watch is channel 0.
@@ -688,12 +713,28 @@ impl Source for MilvusSource {
             .run
             .as_mut()
             .ok_or_else(|| EngineError::internal(COMPONENT, "next() called before open()"))?;
+        if let Some(snap) = run.snapshot.as_mut().filter(|s| !s.is_finished()) {
+            if let Some(ev) = snap.next().await? {
+                return Ok(Some(ev));
+            }
+        }
+        if run.snapshot_only {
+            return Ok(None);
+        }
         loop {
             if let Some(ready) = run.ready.pop_front() {
                 for (ch, offset) in &ready.marks {
                     run.merger.delivered(*ch, offset);
                 }
                 match ready.event {
+                    Some(ev) if run.snapshot.as_ref().is_some_and(|s| s.suppressed(&ev)) => {
+                        info!(
+                            message = "Skipped the snapshot's own temporary load/release.",
+                            collection = %ev.collection,
+                            kind = ev.op.kind(),
+                        );
+                        continue;
+                    }
                     Some(ev) => {
                         debug!(
                             message = "Change released.",
@@ -731,10 +772,14 @@ impl Source for MilvusSource {
     }
 
     fn offsets(&self) -> Offsets {
-        self.run
-            .as_ref()
-            .map(|r| r.merger.offsets())
-            .unwrap_or_default()
+        let Some(r) = self.run.as_ref() else {
+            return Offsets::default();
+        };
+        let mut o = r.merger.offsets();
+        if let Some(s) = &r.snapshot {
+            o.extend(s.offsets().iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        o
     }
 
     async fn close(&mut self) {

@@ -65,6 +65,9 @@ impl fmt::Display for ConfigError {
 pub struct PipelineFacts {
     /// Time between checkpoints (`checkpoint.interval_ms`).
     pub checkpoint_interval: Duration,
+    /// The source sends snapshot reads (rows that existed before the start) ahead of the
+    /// stream ([`SourceConfig::snapshot_reads`]).
+    pub snapshot_reads: bool,
 }
 
 /// What a component is built with.
@@ -76,6 +79,9 @@ pub struct BuildContext<'a> {
     pub id: &'a str,
     /// The rest of the pipeline.
     pub facts: PipelineFacts,
+    /// The pipeline's filters that see source names (those before the first rename): a source
+    /// limits work it does on its own, such as an initial snapshot, to what they keep.
+    pub filters: &'a [crate::transforms::FilterConfig],
 }
 
 impl<'a> BuildContext<'a> {
@@ -87,7 +93,9 @@ impl<'a> BuildContext<'a> {
             id,
             facts: PipelineFacts {
                 checkpoint_interval: Duration::from_secs(1),
+                snapshot_reads: false,
             },
+            filters: &[],
         }
     }
 }
@@ -102,6 +110,11 @@ pub trait SourceConfig: erased_serde::Serialize + fmt::Debug + Send + Sync + 'st
     /// Problems against the rest of the pipeline, without any I/O. The default finds none.
     fn validate_in(&self, _facts: &PipelineFacts) -> Vec<ConfigError> {
         Vec::new()
+    }
+    /// Whether the source sends snapshot reads (the rows that existed before its start) ahead
+    /// of the stream; sinks check they can take them. The default: no.
+    fn snapshot_reads(&self) -> bool {
+        false
     }
     /// Reach the external system once (used when a task is created). The default does nothing.
     async fn healthcheck(&self) -> Result<(), EngineError> {

@@ -25,6 +25,15 @@ pub struct SourcePosition {
     pub ts: u64,
 }
 
+/// Prefix of the pseudo-channels that carry a source's initial snapshot (rows that existed
+/// before the pipeline started, read from the source rather than from its change stream).
+/// Their changes are *snapshot reads*: inserts that row-level sinks publish as `op: "r"` and
+/// that a Milvus sink always upserts.
+pub const SNAPSHOT_CHANNEL_PREFIX: &str = "snapshot:";
+/// Shard ([`RowBatch::shard`]) of snapshot reads. A Milvus sink writes them out before the
+/// first later change of their collection.
+pub const SNAPSHOT_SHARD: &str = "snapshot";
+
 /// One change of the source, scoped to a database and (except database DDL) a collection.
 #[derive(Debug, Clone)]
 pub struct ChangeEvent {
@@ -42,6 +51,13 @@ pub struct ChangeEvent {
     pub collection_def: Option<Arc<CollectionDef>>,
     /// What happened.
     pub op: Op,
+}
+
+impl ChangeEvent {
+    /// True for a change of the initial snapshot (see [`SNAPSHOT_CHANNEL_PREFIX`]).
+    pub fn is_snapshot_read(&self) -> bool {
+        self.position.channel.starts_with(SNAPSHOT_CHANNEL_PREFIX)
+    }
 }
 
 /// The operation of a change.

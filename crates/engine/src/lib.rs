@@ -18,5 +18,6 @@ pub use component::{DeliveryGuarantee, Operator, Sink, SinkContext, Source};
 pub use error::{EngineError, ErrorKind};
 pub use event::{
     ChangeEvent, CollectionDef, Ddl, DeleteBatch, Offset, Op, RowBatch, SourcePosition,
+    SNAPSHOT_CHANNEL_PREFIX, SNAPSHOT_SHARD,
 };
 pub use pipeline::{Barrier, Message, Pipeline, PipelineOptions, PipelineStatus, RunningPipeline};

@@ -24,17 +24,21 @@ pub enum RowOp {
     Upsert,
     /// Deleted (`d`); the event carries only the primary key.
     Delete,
+    /// Read by the source's initial snapshot (`r`, Debezium's convention): the row existed
+    /// before the pipeline started.
+    Read,
     /// A schema or control operation (`ddl`).
     Ddl,
 }
 
 impl RowOp {
-    /// The code written in events and headers: `c`, `u`, `d` or `ddl`.
+    /// The code written in events and headers: `c`, `u`, `d`, `r` or `ddl`.
     pub fn code(self) -> &'static str {
         match self {
             RowOp::Insert => "c",
             RowOp::Upsert => "u",
             RowOp::Delete => "d",
+            RowOp::Read => "r",
             RowOp::Ddl => "ddl",
         }
     }
@@ -160,7 +164,11 @@ impl RowConverter {
             Op::Insert(b) => {
                 let schema = self.dml_schema(ev).map_err(|e| e.context(at()))?;
                 rows(
-                    RowOp::Insert,
+                    if ev.is_snapshot_read() {
+                        RowOp::Read
+                    } else {
+                        RowOp::Insert
+                    },
                     b,
                     meta(Some(b.partition.clone()), None, schema),
                 )

@@ -25,6 +25,7 @@ pub async fn build(spec: &PipelineSpec) -> Result<Pipeline, EngineError> {
             pipeline: &spec.name,
             id,
             facts,
+            filters: &[],
         };
         let sink = s.0.build(&ctx).await?;
         let (declared, built) = (s.0.delivery(), sink.delivery());
@@ -46,10 +47,19 @@ pub async fn build(spec: &PipelineSpec) -> Result<Pipeline, EngineError> {
             TransformSpec::Rename(r) => Box::new(Rename::new(&r.rules)?),
         });
     }
+    let filters: Vec<_> = spec
+        .transforms
+        .iter()
+        .map_while(|t| match t {
+            TransformSpec::Filter(f) => Some(f.clone()),
+            TransformSpec::Rename(_) => None,
+        })
+        .collect();
     let ctx = BuildContext {
         pipeline: &spec.name,
         id: "source",
         facts,
+        filters: &filters,
     };
     let source = spec.source.0.build(&ctx).await?;
     Ok(Pipeline {

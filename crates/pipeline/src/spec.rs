@@ -219,6 +219,7 @@ impl PipelineSpec {
     pub fn facts(&self) -> PipelineFacts {
         PipelineFacts {
             checkpoint_interval: std::time::Duration::from_millis(self.checkpoint.interval_ms),
+            snapshot_reads: self.source.0.snapshot_reads(),
         }
     }
 }

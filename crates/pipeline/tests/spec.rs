@@ -105,3 +105,34 @@ fn the_json_form_round_trips() {
     let back: PipelineSpec = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(serde_json::to_value(&back).unwrap(), json);
 }
+
+#[test]
+fn a_snapshot_is_refused_by_sinks_that_cannot_take_it() {
+    let snap = "name: t\nsource:\n  milvus:\n    etcd: { endpoints: [\"127.0.0.1:2379\"] }\n    \
+                mq: { kafka: { brokers: [\"127.0.0.1:19092\"] } }\n    \
+                uri: \"http://127.0.0.1:19530\"\n    snapshot: { mode: initial }\nsinks:\n";
+    parse(&format!(
+        "{snap}  t: {{ milvus: {{ uri: \"http://127.0.0.1:19531\" }} }}\n"
+    ))
+    .unwrap();
+    for (sink, field) in [
+        (
+            "{ uri: \"http://127.0.0.1:19531\", mode: replicate }",
+            "sinks.t.milvus.mode",
+        ),
+        (
+            "{ uri: \"http://127.0.0.1:19531\", write: insert }",
+            "sinks.t.milvus.write",
+        ),
+    ] {
+        match parse(&format!("{snap}  t: {{ milvus: {sink} }}\n")).unwrap_err() {
+            SpecError::Invalid {
+                field: f, message, ..
+            } => {
+                assert_eq!(f, field);
+                assert!(message.contains("snapshot"), "{message}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+}

@@ -105,6 +105,16 @@ pub struct CreateRequest {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub positions: BTreeMap<String, String>,
+    /// Extension of this implementation: the initial snapshot of the task's collections
+    /// (`source.milvus.snapshot` of a pipeline: `{"mode": "initial", "load": "temporary",
+    /// "batch_rows": 2000, "parallelism": 2}`). Needs `source.uri` in the server
+    /// configuration (the snapshot reads rows through the source Milvus API).
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub snapshot: Option<serde_json::Value>,
 }
 
 /// Target Milvus connection (`milvus_connect_param`).

@@ -92,6 +92,9 @@ pub fn plan(req: &CreateRequest, cfg: &ServerConfig, task_id: &str) -> Result<Ta
         if info.use_start_position {
             src.insert("start".into(), json!("earliest"));
         }
+        if let Some(s) = &req.snapshot {
+            src.insert("snapshot".into(), s.clone());
+        }
     }
     if let Some(rpc) = &req.rpc_channel_info {
         let expected = cfg.source.replicate_channel_name();

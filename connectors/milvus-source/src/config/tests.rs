@@ -223,3 +223,49 @@ fn reconnect_defaults_parse_and_validation() {
         "reconnect.give_up_after_s",
     );
 }
+
+#[test]
+fn snapshot_options_parse_and_need_a_uri() {
+    let yaml = format!(
+        "{MINIMAL}uri: https://src:19530\ntoken: root:Milvus\n\
+         tls: {{ ca_pem_path: /ca.pem, server_name: src }}\n\
+         snapshot: {{ mode: initial, load: temporary, batch_rows: 500, parallelism: 4 }}\n"
+    );
+    let cfg = parse(&yaml).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(cfg.snapshot.mode, SnapshotMode::Initial);
+    assert_eq!(cfg.snapshot.load, SnapshotLoad::Temporary);
+    assert_eq!(
+        (cfg.snapshot.batch_rows, cfg.snapshot.parallelism),
+        (500, 4)
+    );
+    assert_eq!(cfg.uri.as_deref(), Some("https://src:19530"));
+
+    let defaults = parse(&format!(
+        "{MINIMAL}snapshot: {{ mode: only }}\nuri: http://s:1\n"
+    ))
+    .unwrap();
+    assert_eq!(defaults.snapshot.load, SnapshotLoad::Never);
+    assert_eq!(defaults.snapshot.batch_rows, 2000);
+    assert_eq!(defaults.snapshot.parallelism, 2);
+
+    let err = |extra: &str| {
+        parse(&format!("{MINIMAL}{extra}"))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .message
+    };
+    let e = err("snapshot: { mode: initial }\n");
+    assert!(e.contains("`uri`") && e.contains("snapshot"), "{e}");
+    let e = err("uri: http://s:1\nstart: earliest\nsnapshot: { mode: initial }\n");
+    assert!(e.contains("snapshot.mode") && e.contains("earliest"), "{e}");
+    let e = err("uri: http://s:1\nsnapshot: { mode: initial, batch_rows: 0 }\n");
+    assert!(e.contains("snapshot.batch_rows"), "{e}");
+    let e = err("uri: http://s:1\nsnapshot: { mode: initial, parallelism: 0 }\n");
+    assert!(e.contains("snapshot.parallelism"), "{e}");
+    let e = err("uri: s:1\n");
+    assert!(e.contains("`uri`") && e.contains("http://"), "{e}");
+    assert!(parse(&format!("{MINIMAL}snapshot: {{ mode: always }}\n")).is_err());
+    assert!(parse(&format!("{MINIMAL}snapshot: {{ rows: 1 }}\n")).is_err());
+}

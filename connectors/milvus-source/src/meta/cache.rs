@@ -341,6 +341,45 @@ impl MetaCache {
         keys
     }
 
+    /// IDs of the live collections, in ID order (the snapshot's plan).
+    pub fn live_collection_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .collections
+            .iter()
+            .filter(|(_, c)| c.is_live() && c.info.schema.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// `(id, name)` of a collection's partitions in state Created, in ID order.
+    pub fn partitions_of(&self, collection_id: i64) -> Vec<(i64, String)> {
+        let mut out: Vec<(i64, String)> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.collection_id == collection_id && !p.removed)
+            .filter(|(_, p)| p.info.state == PartitionState::PartitionCreated as i32)
+            .map(|(id, p)| (*id, p.info.partition_name.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Names of a collection's partitions created after it (see [`Self::is_user_partition`]),
+    /// in ID order.
+    pub fn user_partitions_of(&self, collection_id: i64) -> Vec<String> {
+        self.partitions_of(collection_id)
+            .into_iter()
+            .filter(|(id, _)| {
+                self.partitions
+                    .get(id)
+                    .is_some_and(|p| self.is_user_partition(collection_id, &p.info))
+            })
+            .map(|(_, n)| n)
+            .collect()
+    }
+
     /// Physical channels used by live collections.
     pub fn live_pchannels(&self) -> HashSet<String> {
         self.collections
