@@ -160,26 +160,57 @@ erased_serde::serialize_trait_object!(SinkConfig);
 
 type ParseFn<T> = fn(&mut dyn erased_serde::Deserializer<'_>) -> Result<T, erased_serde::Error>;
 
-/// A source kind: its key in a pipeline document and how its configuration is read.
-#[derive(Clone, Copy)]
-pub struct SourceKind {
-    /// The key (`milvus`).
+/// A component kind: its key in a pipeline document and how a configuration of it is read into
+/// the trait object `C` (`dyn SourceConfig` or `dyn SinkConfig`).
+pub struct Kind<C: ?Sized + 'static> {
+    /// The key (`milvus`, `kafka`, ...).
     pub name: &'static str,
     /// One line for `--help` and error messages.
     pub doc: &'static str,
-    parse: ParseFn<Box<dyn SourceConfig>>,
+    parse: ParseFn<Box<C>>,
 }
 
-impl SourceKind {
+/// A source kind.
+pub type SourceKind = Kind<dyn SourceConfig>;
+/// A sink kind.
+pub type SinkKind = Kind<dyn SinkConfig>;
+
+impl<C: ?Sized> Clone for Kind<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C: ?Sized> Copy for Kind<C> {}
+
+/// A concrete configuration put behind the trait object `C`.
+pub trait IntoConfig<C: ?Sized> {
+    /// The boxed trait object.
+    fn into_config(self) -> Box<C>;
+}
+
+impl<T: SourceConfig> IntoConfig<dyn SourceConfig> for T {
+    fn into_config(self) -> Box<dyn SourceConfig> {
+        Box::new(self)
+    }
+}
+
+impl<T: SinkConfig> IntoConfig<dyn SinkConfig> for T {
+    fn into_config(self) -> Box<dyn SinkConfig> {
+        Box::new(self)
+    }
+}
+
+impl<C: ?Sized> Kind<C> {
     /// The kind `name` whose configuration is `T`.
     pub const fn of<T>(name: &'static str, doc: &'static str) -> Self
     where
-        T: SourceConfig + serde::de::DeserializeOwned,
+        T: IntoConfig<C> + serde::de::DeserializeOwned,
     {
         Self {
             name,
             doc,
-            parse: |d| erased_serde::deserialize::<T>(d).map(|c| Box::new(c) as _),
+            parse: |d| erased_serde::deserialize::<T>(d).map(IntoConfig::into_config),
         }
     }
 
@@ -187,39 +218,7 @@ impl SourceKind {
     pub fn parse(
         &self,
         d: &mut dyn erased_serde::Deserializer<'_>,
-    ) -> Result<Box<dyn SourceConfig>, erased_serde::Error> {
-        (self.parse)(d)
-    }
-}
-
-/// A sink kind: its key in a pipeline document and how its configuration is read.
-#[derive(Clone, Copy)]
-pub struct SinkKind {
-    /// The key (`kafka`).
-    pub name: &'static str,
-    /// One line for `--help` and error messages.
-    pub doc: &'static str,
-    parse: ParseFn<Box<dyn SinkConfig>>,
-}
-
-impl SinkKind {
-    /// The kind `name` whose configuration is `T`.
-    pub const fn of<T>(name: &'static str, doc: &'static str) -> Self
-    where
-        T: SinkConfig + serde::de::DeserializeOwned,
-    {
-        Self {
-            name,
-            doc,
-            parse: |d| erased_serde::deserialize::<T>(d).map(|c| Box::new(c) as _),
-        }
-    }
-
-    /// Read a configuration of this kind.
-    pub fn parse(
-        &self,
-        d: &mut dyn erased_serde::Deserializer<'_>,
-    ) -> Result<Box<dyn SinkConfig>, erased_serde::Error> {
+    ) -> Result<Box<C>, erased_serde::Error> {
         (self.parse)(d)
     }
 }

@@ -3,9 +3,8 @@
 //! exports a [`SinkKind`] (or [`SourceKind`]) and one line here.
 
 use std::fmt;
-use std::marker::PhantomData;
 
-use cdc_engine::config::{SinkConfig, SinkKind, SourceConfig, SourceKind};
+use cdc_engine::config::{Kind, SinkConfig, SinkKind, SourceConfig, SourceKind};
 use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -22,87 +21,88 @@ pub const SINKS: &[SinkKind] = &[
     cdc_connector_stdout::BLACKHOLE,
 ];
 
+/// A component's configuration behind its trait object `C`, read through the kind list of `C`.
+pub struct Spec<C: ?Sized>(pub Box<C>);
+
 /// A source's configuration, read through [`SOURCES`].
-pub struct SourceSpec(pub Box<dyn SourceConfig>);
+pub type SourceSpec = Spec<dyn SourceConfig>;
 
 /// A sink's configuration, read through [`SINKS`].
-pub struct SinkSpec(pub Box<dyn SinkConfig>);
+pub type SinkSpec = Spec<dyn SinkConfig>;
 
-/// What the generic reading code needs of a kind list.
-trait Registered: Sized + 'static {
-    type Config: ?Sized;
+/// What the generic code needs of a component trait object: its kind list and the few
+/// methods both traits have.
+pub trait Listed: fmt::Debug + Serialize + 'static {
     /// `source` or `sink`, for messages.
     const WHAT: &'static str;
-    fn all() -> &'static [Self];
-    fn name(&self) -> &'static str;
-    fn parse(
-        &self,
-        d: &mut dyn erased_serde::Deserializer<'_>,
-    ) -> Result<Box<Self::Config>, erased_serde::Error>;
+    /// The kinds of this component.
+    fn all() -> &'static [Kind<Self>];
+    /// The configuration's kind.
+    fn kind_of(&self) -> &'static str;
+    /// A copy.
+    fn copy(&self) -> Box<Self>;
 }
 
-impl Registered for SourceKind {
-    type Config = dyn SourceConfig;
+impl Listed for dyn SourceConfig {
     const WHAT: &'static str = "source";
-    fn all() -> &'static [Self] {
+    fn all() -> &'static [SourceKind] {
         SOURCES
     }
-    fn name(&self) -> &'static str {
-        self.name
+    fn kind_of(&self) -> &'static str {
+        self.kind()
     }
-    fn parse(
-        &self,
-        d: &mut dyn erased_serde::Deserializer<'_>,
-    ) -> Result<Box<dyn SourceConfig>, erased_serde::Error> {
-        SourceKind::parse(self, d)
+    fn copy(&self) -> Box<Self> {
+        self.clone_box()
     }
 }
 
-impl Registered for SinkKind {
-    type Config = dyn SinkConfig;
+impl Listed for dyn SinkConfig {
     const WHAT: &'static str = "sink";
-    fn all() -> &'static [Self] {
+    fn all() -> &'static [SinkKind] {
         SINKS
     }
-    fn name(&self) -> &'static str {
-        self.name
+    fn kind_of(&self) -> &'static str {
+        self.kind()
     }
-    fn parse(
-        &self,
-        d: &mut dyn erased_serde::Deserializer<'_>,
-    ) -> Result<Box<dyn SinkConfig>, erased_serde::Error> {
-        SinkKind::parse(self, d)
+    fn copy(&self) -> Box<Self> {
+        self.clone_box()
     }
 }
 
-struct OneOf<K>(PhantomData<K>);
+struct OneOf<C: ?Sized>(std::marker::PhantomData<Box<C>>);
 
-impl<'de, K: Registered> Visitor<'de> for OneOf<K> {
-    type Value = Box<K::Config>;
+impl<'de, C: ?Sized + Listed> Visitor<'de> for OneOf<C> {
+    type Value = Box<C>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "a {} kind with its options, e.g. `{}: {{...}}`",
-            K::WHAT,
-            K::all()[0].name()
+            C::WHAT,
+            C::all()[0].name
         )
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         use serde::de::Error;
-        let kinds = || K::all().iter().map(K::name).collect::<Vec<_>>().join(", ");
+        let kinds = || {
+            C::all()
+                .iter()
+                .map(|k| k.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let Some(key) = map.next_key::<String>()? else {
             return Err(A::Error::custom(format!(
                 "give the {} kind as the only key: one of {}",
-                K::WHAT,
+                C::WHAT,
                 kinds()
             )));
         };
-        let Some(kind) = K::all().iter().find(|k| k.name() == key) else {
+        let Some(kind) = C::all().iter().find(|k| k.name == key) else {
             return Err(A::Error::custom(format!(
                 "unknown {} kind `{key}`, expected one of {}",
-                K::WHAT,
+                C::WHAT,
                 kinds()
             )));
         };
@@ -110,17 +110,17 @@ impl<'de, K: Registered> Visitor<'de> for OneOf<K> {
         if let Some(extra) = map.next_key::<String>()? {
             return Err(A::Error::custom(format!(
                 "a {} has exactly one kind, found `{key}` and `{extra}`",
-                K::WHAT
+                C::WHAT
             )));
         }
         Ok(config)
     }
 }
 
-struct Seed<K: 'static>(&'static K);
+struct Seed<C: ?Sized + 'static>(&'static Kind<C>);
 
-impl<'de, K: Registered> DeserializeSeed<'de> for Seed<K> {
-    type Value = Box<K::Config>;
+impl<'de, C: ?Sized + Listed> DeserializeSeed<'de> for Seed<C> {
+    type Value = Box<C>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let mut erased = <dyn erased_serde::Deserializer>::erase(d);
@@ -128,56 +128,29 @@ impl<'de, K: Registered> DeserializeSeed<'de> for Seed<K> {
     }
 }
 
-impl<'de> Deserialize<'de> for SourceSpec {
+impl<'de, C: ?Sized + Listed> Deserialize<'de> for Spec<C> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(OneOf::<SourceKind>(PhantomData))
-            .map(SourceSpec)
+        d.deserialize_map(OneOf::<C>(std::marker::PhantomData))
+            .map(Spec)
     }
 }
 
-impl<'de> Deserialize<'de> for SinkSpec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(OneOf::<SinkKind>(PhantomData))
-            .map(SinkSpec)
-    }
-}
-
-impl Serialize for SourceSpec {
+impl<C: ?Sized + Listed> Serialize for Spec<C> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry(self.0.kind(), &*self.0)?;
+        m.serialize_entry(self.0.kind_of(), &*self.0)?;
         m.end()
     }
 }
 
-impl Serialize for SinkSpec {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry(self.0.kind(), &*self.0)?;
-        m.end()
-    }
-}
-
-impl Clone for SourceSpec {
+impl<C: ?Sized + Listed> Clone for Spec<C> {
     fn clone(&self) -> Self {
-        Self(self.0.clone_box())
+        Self(self.0.copy())
     }
 }
 
-impl Clone for SinkSpec {
-    fn clone(&self) -> Self {
-        Self(self.0.clone_box())
-    }
-}
-
-impl fmt::Debug for SourceSpec {
+impl<C: ?Sized + Listed> fmt::Debug for Spec<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entry(&self.0.kind(), &self.0).finish()
-    }
-}
-
-impl fmt::Debug for SinkSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entry(&self.0.kind(), &self.0).finish()
+        f.debug_map().entry(&self.0.kind_of(), &self.0).finish()
     }
 }
