@@ -163,15 +163,18 @@ impl Cluster {
         }
     }
 
-    /// Owner of every owned task: task id → (instance id, create revision).
-    async fn owners(&self) -> Result<HashMap<String, (String, i64)>, ApiError> {
-        let prefix = self.owners_prefix();
+    /// Every key under `prefix`: (the key after the prefix, value, create revision).
+    async fn scan(
+        &self,
+        prefix: &str,
+        what: &str,
+    ) -> Result<Vec<(String, Vec<u8>, i64)>, ApiError> {
         let resp = self
             .client
             .clone()
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .get(prefix, Some(GetOptions::new().with_prefix()))
             .await
-            .map_err(|e| etcd_err("read the owners", e))?;
+            .map_err(|e| etcd_err(what, e))?;
         Ok(resp
             .kvs()
             .iter()
@@ -179,34 +182,30 @@ impl Cluster {
                 let k = String::from_utf8_lossy(kv.key());
                 (
                     k[prefix.len()..].to_string(),
-                    (
-                        String::from_utf8_lossy(kv.value()).into_owned(),
-                        kv.create_revision(),
-                    ),
+                    kv.value().to_vec(),
+                    kv.create_revision(),
                 )
             })
             .collect())
     }
 
+    /// Owner of every owned task: task id → (instance id, create revision).
+    async fn owners(&self) -> Result<HashMap<String, (String, i64)>, ApiError> {
+        let kvs = self.scan(&self.owners_prefix(), "read the owners").await?;
+        Ok(kvs
+            .into_iter()
+            .map(|(task, v, rev)| (task, (String::from_utf8_lossy(&v).into_owned(), rev)))
+            .collect())
+    }
+
     /// Live instances: id → registration.
     async fn instances(&self) -> Result<BTreeMap<String, Value>, ApiError> {
-        let prefix = self.instances_prefix();
-        let resp = self
-            .client
-            .clone()
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| etcd_err("read the instances", e))?;
-        Ok(resp
-            .kvs()
-            .iter()
-            .map(|kv| {
-                let k = String::from_utf8_lossy(kv.key());
-                (
-                    k[prefix.len()..].to_string(),
-                    serde_json::from_slice(kv.value()).unwrap_or(Value::Null),
-                )
-            })
+        let kvs = self
+            .scan(&self.instances_prefix(), "read the instances")
+            .await?;
+        Ok(kvs
+            .into_iter()
+            .map(|(id, v, _)| (id, serde_json::from_slice(&v).unwrap_or(Value::Null)))
             .collect())
     }
 
