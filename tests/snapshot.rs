@@ -196,6 +196,18 @@ fn kill_minus_nine_during_the_copy_resumes_it() {
     let mut cdc = Cdc::start(&env, dir.path(), &yaml);
     // The first collection copied, the next ones in progress: committed progress exists.
     cdc.wait_log("Snapshot of a collection read.", Duration::from_secs(120));
+    // The progress line shows the copy while it runs: rows of rows, collections of collections.
+    cdc.wait_log(" snapshot=", Duration::from_secs(30));
+    let line = strip_ansi(&cdc.log_lines(" snapshot=").pop().unwrap_or_default());
+    let (done, planned) = line
+        .split_once("rows (")
+        .and_then(|(_, rest)| rest.split_once(" collections)"))
+        .and_then(|(parts, _)| parts.split_once('/'))
+        .unwrap_or_else(|| panic!("no `rows (k/n collections)` in the progress line {line}"));
+    assert!(
+        done.parse::<usize>().is_ok() && planned.parse::<usize>().unwrap_or(0) >= 1,
+        "progress line {line}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     cdc.kill9();
     assert!(

@@ -51,7 +51,7 @@ impl FileSink {
         let template = FileTemplate::parse(&cfg.file_template)
             .map_err(|m| EngineError::config(format!("sink {sink_id}"), m))?;
         Ok(Self {
-            component: format!("sink {sink_id}"),
+            component: cdc_engine::ComponentId::sink(sink_id).to_string(),
             template,
             converter: RowConverter::new(SchemaRegistry::default()),
             dirs: None,

@@ -29,7 +29,7 @@ fn ctx(pipeline: &str) -> SinkContext {
         pipeline: pipeline.into(),
         sink_id: "files".into(),
         committed: Arc::new(Offsets::new()),
-        metrics: ComponentMetrics::new(pipeline, "sink.files"),
+        metrics: ComponentMetrics::new(pipeline, &cdc_engine::ComponentId::sink("files")),
     }
 }
 

@@ -66,7 +66,7 @@ impl KafkaSink {
             .map_err(|m| EngineError::config(format!("sink {sink_id}"), m))?;
         let registry = SchemaRegistry::new(cfg.schema_ids.clone());
         Ok(Self {
-            component: format!("sink {sink_id}"),
+            component: cdc_engine::ComponentId::sink(sink_id).to_string(),
             template,
             converter: RowConverter::new(registry),
             state: None,

@@ -9,7 +9,7 @@ use cdc_engine::{EngineError, ErrorKind};
 use cdc_protocol::milvus::milvus_service_client::MilvusServiceClient;
 use cdc_protocol::milvus::*;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::config::MilvusSinkConfig;
 use crate::retry::{check_status, Failure};
@@ -40,35 +40,12 @@ fn endpoint(cfg: &MilvusSinkConfig, component: &str) -> Result<Endpoint, EngineE
         .keep_alive_while_idle(true)
         .http2_adaptive_window(true);
     if cfg.uri.starts_with("https://") {
-        let mut tls = ClientTlsConfig::new();
-        let read = |field: &str, path: &str| {
-            std::fs::read(path).map_err(|e| {
-                cfg_err(format!(
-                    "milvus.tls.{field}: cannot read {path:?}: {e}; the file must exist on the \
-                     host running the sink"
-                ))
-            })
-        };
-        match cfg.tls.as_ref() {
-            Some(t) => {
-                if let Some(name) = &t.server_name {
-                    tls = tls.domain_name(name.clone());
-                }
-                match &t.ca_pem_path {
-                    Some(p) => {
-                        tls = tls.ca_certificate(Certificate::from_pem(read("ca_pem_path", p)?))
-                    }
-                    None => tls = tls.with_native_roots(),
-                }
-                if let (Some(c), Some(k)) = (&t.client_pem_path, &t.client_key_path) {
-                    tls = tls.identity(Identity::from_pem(
-                        read("client_pem_path", c)?,
-                        read("client_key_path", k)?,
-                    ));
-                }
-            }
-            None => tls = tls.with_native_roots(),
-        }
+        let tls = cfg
+            .tls
+            .clone()
+            .unwrap_or_default()
+            .client_config("milvus.tls")
+            .map_err(cfg_err)?;
         ep = ep.tls_config(tls).map_err(|e| {
             cfg_err(format!(
                 "milvus.tls: invalid TLS settings for {}: {e}",

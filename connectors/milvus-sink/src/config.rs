@@ -5,6 +5,7 @@
 //! convention), so one connection serves every database; credentials travel in the
 //! `authorization` header as base64 of `user:password` or of the API key.
 
+pub use cdc_state::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 use cdc_engine::EngineError;
@@ -76,25 +77,6 @@ pub struct MilvusSinkConfig {
     /// Settings of `mode: replicate`.
     #[serde(default)]
     pub replicate: ReplicateConfig,
-}
-
-/// TLS material for the target connection; files must exist on the host running the sink.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Name expected in the server certificate (SNI); defaults to the host of `uri`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
-    /// PEM file of the CA (or the self-signed server certificate) that signed the server's
-    /// certificate. Without it, the system's root certificates are used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_pem_path: Option<String>,
-    /// PEM file of the client certificate for mutual TLS; requires `client_key_path`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_pem_path: Option<String>,
-    /// PEM file of the client private key for mutual TLS; requires `client_pem_path`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_key_path: Option<String>,
 }
 
 /// How the sink applies changes to the target.
@@ -317,21 +299,8 @@ impl MilvusSinkConfig {
                     "is set but uri starts with http://; use https:// to connect with TLS",
                 );
             }
-            for (name, v) in [
-                ("tls.server_name", &tls.server_name),
-                ("tls.ca_pem_path", &tls.ca_pem_path),
-                ("tls.client_pem_path", &tls.client_pem_path),
-                ("tls.client_key_path", &tls.client_key_path),
-            ] {
-                if v.as_deref() == Some("") {
-                    return err(name, "is empty; remove it or give a value");
-                }
-            }
-            if tls.client_pem_path.is_some() != tls.client_key_path.is_some() {
-                return err(
-                    "tls.client_key_path",
-                    "mutual TLS needs both client_pem_path and client_key_path",
-                );
+            if let Some((f, m)) = tls.problems().into_iter().next() {
+                return err(&format!("tls.{f}"), &m);
             }
         }
         if self.connect_timeout_secs == 0 {
@@ -504,11 +473,11 @@ mod tests {
     fn mutual_tls_needs_both_files() {
         let mut c = MilvusSinkConfig::new("https://h:19530");
         c.tls = Some(TlsConfig {
-            client_pem_path: Some("/c.pem".into()),
+            cert_path: Some("/c.pem".into()),
             ..TlsConfig::default()
         });
         let e = c.validate().unwrap_err();
-        assert!(e.message.contains("client_key_path"), "{e}");
+        assert!(e.message.contains("key_path"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub cfg: MilvusSinkConfig,
     /// Component name used in errors (`sink <id>`).
     pub component: String,
+    /// The same, typed (metric labels).
+    pub id: cdc_engine::ComponentId,
     /// Largest request (bytes of columns) the target is known to accept: lowered when it
     /// refuses a batch as too large, so later batches are cut smaller up front.
     pub learned_max_bytes: std::sync::atomic::AtomicUsize,

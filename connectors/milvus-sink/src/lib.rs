@@ -53,7 +53,7 @@ pub use sink::MilvusSink;
 
 /// Component name used in errors and logs.
 fn component(sink_id: &str) -> String {
-    format!("sink {sink_id}")
+    cdc_engine::ComponentId::sink(sink_id).to_string()
 }
 
 /// The `milvus` sink kind of pipeline documents.
@@ -174,6 +174,7 @@ impl MilvusSinkConfig {
             client,
             cfg: self.clone(),
             component,
+            id: cdc_engine::ComponentId::sink(sink_id),
             learned_max_bytes: usize::MAX.into(),
         })
     }

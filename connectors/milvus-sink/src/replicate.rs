@@ -205,7 +205,7 @@ pub struct ReplicateSink {
 
 impl ReplicateSink {
     pub(crate) fn new(sh: Arc<Shared>) -> Self {
-        let metrics = ComponentMetrics::new("", &sh.component);
+        let metrics = ComponentMetrics::new("", &sh.id);
         Self {
             sh,
             cache: MetaCache::default(),
@@ -328,7 +328,6 @@ impl ReplicateSink {
         self.metrics.written(op, rows, ev.position.ts);
         self.metrics
             .replicate_rows(ev.collection_id, &ev.collection, op, rows);
-        self.metrics.events_out.inc();
         Ok(())
     }
 

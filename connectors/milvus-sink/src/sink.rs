@@ -39,7 +39,7 @@ pub struct MilvusSink {
 
 impl MilvusSink {
     pub(crate) fn new(sh: Arc<Shared>) -> Self {
-        let metrics = ComponentMetrics::new("", &sh.component);
+        let metrics = ComponentMetrics::new("", &sh.id);
         Self {
             sh,
             cache: MetaCache::default(),
@@ -189,11 +189,9 @@ impl Sink for MilvusSink {
                 ) {
                     self.forget_writers(&event.database, &event.collection);
                 }
+                // A failed DDL is returned and counted once, by the engine.
                 if r.is_ok() {
                     self.metrics.written(d.kind(), 0, event.position.ts);
-                    self.metrics.events_out.inc();
-                } else {
-                    self.metrics.error("Write");
                 }
                 r
             }

@@ -5,15 +5,14 @@
 //! [`MilvusSourceConfig::build`] connects nothing yet: the connections are made in
 //! [`cdc_engine::Source::open`].
 
+pub use cdc_state::TlsConfig;
 use std::collections::BTreeMap;
 
 use cdc_engine::EngineError;
 use cdc_protocol::{channel, etcd_meta, position};
 use serde::{Deserialize, Serialize};
 
-pub use crate::snapshot::config::{
-    GrpcTlsConfig, SnapshotConfig, SnapshotLoad, SnapshotMode, MAX_BATCH_ROWS,
-};
+pub use crate::snapshot::config::{SnapshotConfig, SnapshotLoad, SnapshotMode, MAX_BATCH_ROWS};
 
 /// Component name used in errors and logs.
 pub(crate) const COMPONENT: &str = "source milvus";
@@ -88,7 +87,7 @@ pub struct MilvusSourceConfig {
     pub token: Option<String>,
     /// TLS settings for an `https://` `uri` (system roots when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<GrpcTlsConfig>,
+    pub tls: Option<TlsConfig>,
     /// Initial snapshot: copy what the source holds before the start, then stream (see
     /// [`SnapshotConfig`]). Default `mode: never`.
     #[serde(default, skip_serializing_if = "SnapshotConfig::is_default")]
@@ -185,24 +184,6 @@ pub struct EtcdConfig {
     /// Timeout, in milliseconds, of connecting and of each etcd request.
     #[serde(default = "default_etcd_timeout_ms")]
     pub timeout_ms: u64,
-}
-
-/// TLS files (PEM).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// CA certificate that signed the server certificate (system roots when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_path: Option<String>,
-    /// Client certificate, for mutual TLS (requires `key_path`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_path: Option<String>,
-    /// Client private key, for mutual TLS (requires `cert_path`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_path: Option<String>,
-    /// Server name to verify in the certificate, when it differs from the endpoint host.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
 }
 
 /// The message queue of the source Milvus.
@@ -413,13 +394,8 @@ impl MilvusSourceConfig {
         if matches!(&self.token, Some(t) if t.is_empty()) {
             return Err(field_err("token", "must not be empty when set"));
         }
-        if let Some(t) = &self.tls {
-            if t.client_pem_path.is_some() != t.client_key_path.is_some() {
-                return Err(field_err(
-                    "tls",
-                    "`client_pem_path` and `client_key_path` go together",
-                ));
-            }
+        if let Some((f, m)) = self.tls.iter().flat_map(|t| t.problems()).next() {
+            return Err(field_err(&format!("tls.{f}"), &m));
         }
         let s = &self.snapshot;
         if s.batch_rows == 0 || s.batch_rows > MAX_BATCH_ROWS {
@@ -474,22 +450,8 @@ impl EtcdConfig {
             }
             _ => {}
         }
-        if let Some(tls) = &self.tls {
-            match (&tls.cert_path, &tls.key_path) {
-                (Some(_), None) => {
-                    return Err(field_err(
-                        "etcd.tls.key_path",
-                        "is required with `cert_path`",
-                    ))
-                }
-                (None, Some(_)) => {
-                    return Err(field_err(
-                        "etcd.tls.cert_path",
-                        "is required with `key_path`",
-                    ))
-                }
-                _ => {}
-            }
+        if let Some((f, m)) = self.tls.iter().flat_map(|t| t.problems()).next() {
+            return Err(field_err(&format!("etcd.tls.{f}"), &m));
         }
         if self.timeout_ms == 0 {
             return Err(field_err("etcd.timeout_ms", "must be greater than 0"));

@@ -205,11 +205,11 @@ impl ReaderTask {
                 (input, d.txn)
             }
             Err(e) => {
-                self.metrics.error("decode");
                 self.metrics
                     .replicate_bytes(&self.channel, "undecodable", bytes);
                 let input = match self.on_decode_error {
                     OnDecodeError::Skip => {
+                        self.metrics.error(cdc_engine::ErrorKind::Decode);
                         warn!(message = "Undecodable message skipped.", channel = %self.channel, error = %e);
                         Input::Skipped { offset: raw.offset }
                     }

@@ -129,7 +129,7 @@ impl MilvusSource {
         cfg.validate()?;
         Ok(Self {
             cfg,
-            metrics: ComponentMetrics::new(pipeline, "source"),
+            metrics: ComponentMetrics::new(pipeline, &cdc_engine::ComponentId::Source),
             source_metrics: SourceMetrics::new(pipeline),
             group: format!("milvus-cdc-{pipeline}"),
             run: None,
@@ -279,7 +279,7 @@ impl Running {
                     // unless the collection was being created while the source opened.
                     if let (Some(first), Some(start)) = (&first, self.starts.get(&p)) {
                         if first < start {
-                            self.metrics.error("start_after_collection");
+                            self.metrics.error(cdc_engine::ErrorKind::Read);
                             warn!(
                                 message = "A collection was created while the source opened; \
                                            its first messages precede the start position and \
@@ -356,14 +356,8 @@ impl Running {
                 }
             }
             Input::Collection(change) => self.on_collection(change)?,
-            Input::Failed(e) => {
-                self.metrics.error(match e.kind {
-                    cdc_engine::ErrorKind::Decode => "decode",
-                    cdc_engine::ErrorKind::Connect => "connect",
-                    _ => "read",
-                });
-                return Err(e);
-            }
+            // Returned: the engine counts it.
+            Input::Failed(e) => return Err(e),
         }
         Ok(())
     }
@@ -471,7 +465,6 @@ impl Running {
         let channel = self.merger.channel_name(r.channel);
         let offset = crate::decode::offset_label(&r.offset);
         let kind = r.payload.kind();
-        self.metrics.error("unattributed");
         let what = format!(
             "channel {channel} offset {offset}: a {kind} change of collection id {id} cannot be \
              attributed: neither the message nor the source's etcd metadata names its \
@@ -486,6 +479,7 @@ impl Running {
                 format!("{what}. Set `on_decode_error: skip` to skip such changes"),
             )),
             crate::config::OnDecodeError::Skip => {
+                self.metrics.error(cdc_engine::ErrorKind::Decode);
                 warn!(message = "Unattributed change skipped.", channel = %channel, offset, kind = %kind, collection_id = id);
                 let cache = self.lock_cache()?;
                 group.retain(|r| convert::unattributed(&r.payload, &cache).is_none());
@@ -780,6 +774,10 @@ impl Source for MilvusSource {
             o.extend(s.offsets().iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         o
+    }
+
+    fn progress(&self) -> Option<cdc_engine::SourceProgress> {
+        self.run.as_ref()?.snapshot.as_ref()?.summary()
     }
 
     async fn close(&mut self) {

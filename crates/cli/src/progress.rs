@@ -32,9 +32,13 @@ pub fn spawn(
                     cdc_engine::metrics::now_ms().saturating_sub(cdc_protocol::ts::physical_ms(ts));
                 format!("{:.1}s", ms as f64 / 1000.0)
             };
+            let phase = status
+                .progress()
+                .map(|p| format!(" {p}"))
+                .unwrap_or_default();
             eprintln!(
                 "progress: pipeline={pipeline} changes={events} rows={rows} ({rate:.0} rows/s) \
-                 committed_epoch={epoch} source_lag={lag}"
+                 committed_epoch={epoch} source_lag={lag}{phase}"
             );
         }
     })

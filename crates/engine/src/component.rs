@@ -10,6 +10,53 @@ use crate::error::EngineError;
 use crate::event::ChangeEvent;
 use crate::metrics::ComponentMetrics;
 
+/// Which component of a pipeline something happened in. The one way to name a component:
+/// its [`Display`](std::fmt::Display) form (`source`, `sink target`) names it in errors and
+/// logs, [`ComponentId::label`] (`source`, `sink.target`) in metric labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ComponentId {
+    /// The pipeline's source.
+    Source,
+    /// The sink with this id (its key under `sinks:`).
+    Sink(String),
+}
+
+impl ComponentId {
+    /// The sink with id `id`.
+    pub fn sink(id: impl Into<String>) -> Self {
+        ComponentId::Sink(id.into())
+    }
+
+    /// The `component` label of metrics.
+    pub fn label(&self) -> String {
+        match self {
+            ComponentId::Source => "source".to_string(),
+            ComponentId::Sink(id) => format!("sink.{id}"),
+        }
+    }
+}
+
+impl std::fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComponentId::Source => f.write_str("source"),
+            ComponentId::Sink(id) => write!(f, "sink {id}"),
+        }
+    }
+}
+
+impl From<ComponentId> for String {
+    fn from(c: ComponentId) -> String {
+        c.to_string()
+    }
+}
+
+impl From<&ComponentId> for String {
+    fn from(c: &ComponentId) -> String {
+        c.to_string()
+    }
+}
+
 /// What a sink guarantees about the changes it receives, given that the engine replays
 /// everything after the last committed checkpoint on restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -44,8 +91,42 @@ pub trait Source: Send {
     /// A checkpoint stores these; a restart resumes after them.
     fn offsets(&self) -> Offsets;
 
+    /// How far a bounded phase of the source (an initial snapshot) has come; `None` (the
+    /// default) when it has none or it is over. The engine copies it into
+    /// [`PipelineStatus`](crate::PipelineStatus) at every checkpoint tick, for progress lines
+    /// and the task API.
+    fn progress(&self) -> Option<SourceProgress> {
+        None
+    }
+
     /// Release connections. Called once at the end.
     async fn close(&mut self) {}
+}
+
+/// Progress of a bounded phase of a source, e.g. `snapshot`: units (rows) done of a total
+/// known so far, over parts (collections) of which some are finished.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceProgress {
+    /// What the phase is (`snapshot`).
+    pub phase: &'static str,
+    /// Units done in this run.
+    pub done: u64,
+    /// Units known to be there (grows while parts start).
+    pub total: u64,
+    /// Parts finished (in this or an earlier run).
+    pub parts_done: usize,
+    /// Parts planned.
+    pub parts: usize,
+}
+
+impl std::fmt::Display for SourceProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}={}/{} rows ({}/{} collections)",
+            self.phase, self.done, self.total, self.parts_done, self.parts
+        )
+    }
 }
 
 /// Transforms changes one at a time (filters, name mapping). Runs fused in the source task.

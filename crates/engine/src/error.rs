@@ -22,6 +22,21 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The `kind` label of `milvus_cdc_component_errors_total`: the only labels that metric has.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Decode => "decode",
+            ErrorKind::Write => "write",
+            ErrorKind::Read => "read",
+            ErrorKind::State => "state",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -14,7 +14,9 @@ pub mod pipeline;
 pub mod retry;
 pub mod transforms;
 
-pub use component::{DeliveryGuarantee, Operator, Sink, SinkContext, Source};
+pub use component::{
+    ComponentId, DeliveryGuarantee, Operator, Sink, SinkContext, Source, SourceProgress,
+};
 pub use error::{EngineError, ErrorKind};
 pub use event::{
     ChangeEvent, CollectionDef, Ddl, DeleteBatch, Offset, Op, RowBatch, SourcePosition,

@@ -8,6 +8,8 @@
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::component::ComponentId;
+use crate::error::ErrorKind;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -76,7 +78,7 @@ fn families() -> &'static Families {
             ),
             events_out: counter(
                 "milvus_cdc_component_sent_events_total",
-                "Changes a component emitted or wrote.",
+                "Changes a source emitted or a sink made durable (counted at each flush).",
                 lbl,
             ),
             rows: counter(
@@ -168,7 +170,8 @@ pub struct ComponentMetrics {
     component: String,
     /// Changes received.
     pub events_in: IntCounter,
-    /// Changes emitted or written.
+    /// Changes a source emitted, or a sink made durable (counted by the engine at each flush;
+    /// sinks do not count them).
     pub events_out: IntCounter,
     /// Bytes read or written.
     pub bytes: IntCounter,
@@ -184,12 +187,13 @@ pub struct ComponentMetrics {
 
 impl ComponentMetrics {
     /// Handles for `component` of `pipeline`.
-    pub fn new(pipeline: &str, component: &str) -> Self {
+    pub fn new(pipeline: &str, component: &ComponentId) -> Self {
         let f = families();
-        let l = [pipeline, component];
+        let component = component.label();
+        let l = [pipeline, component.as_str()];
         Self {
             pipeline: pipeline.to_string(),
-            component: component.to_string(),
+            component: component.clone(),
             events_in: f.events_in.with_label_values(&l),
             events_out: f.events_out.with_label_values(&l),
             bytes: f.bytes.with_label_values(&l),
@@ -218,11 +222,13 @@ impl ComponentMetrics {
         }
     }
 
-    /// Count an error of `kind`.
-    pub fn error(&self, kind: &str) {
+    /// Count an error of `kind` that the component handled itself (skipped, logged, retried
+    /// later). An error a component *returns* is counted once by the engine when the
+    /// component's task ends with it; counting it here too would count it twice.
+    pub fn error(&self, kind: ErrorKind) {
         families()
             .errors
-            .with_label_values(&[&self.pipeline, &self.component, kind])
+            .with_label_values(&[&self.pipeline, &self.component, kind.label()])
             .inc();
     }
 

@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::component::{Operator, Sink, SinkContext, Source};
+use crate::component::{ComponentId, Operator, Sink, SinkContext, Source, SourceProgress};
 use crate::error::EngineError;
 use crate::event::ChangeEvent;
 use crate::metrics::ComponentMetrics;
@@ -109,9 +109,22 @@ pub struct PipelineStatus {
     /// Last epoch committed by every sink.
     pub committed_epoch: AtomicU64,
     committed: Mutex<BTreeMap<String, Offsets>>,
+    progress: Mutex<Option<SourceProgress>>,
 }
 
 impl PipelineStatus {
+    /// The source's progress through a bounded phase (snapshot), as of the last checkpoint
+    /// tick; `None` when there is none.
+    pub fn progress(&self) -> Option<SourceProgress> {
+        self.progress.lock().ok().and_then(|p| p.clone())
+    }
+
+    fn set_progress(&self, p: Option<SourceProgress>) {
+        if let Ok(mut g) = self.progress.lock() {
+            *g = p;
+        }
+    }
+
     /// The last committed offsets of each sink.
     pub fn committed_offsets(&self) -> BTreeMap<String, Offsets> {
         self.committed.lock().map(|m| m.clone()).unwrap_or_default()
@@ -327,7 +340,7 @@ async fn run_pipeline(
             pipeline: name.clone(),
             sink_id: id.clone(),
             committed: Arc::new(cp.offsets.clone()),
-            metrics: ComponentMetrics::new(&name, &format!("sink.{id}")),
+            metrics: ComponentMetrics::new(&name, &ComponentId::sink(id.as_str())),
         };
         sink.open(&ctx).await?;
         if let Some(own) = sink.committed_checkpoint().await? {
@@ -367,9 +380,14 @@ async fn run_pipeline(
         resume_channels = resume.len(),
         first_epoch
     );
-    source.open(&resume).await?;
+    // Errors a component returns are counted here, once, by their kind (components count only
+    // the errors they handle themselves).
+    let src_metrics = ComponentMetrics::new(&name, &ComponentId::Source);
+    if let Err(e) = source.open(&resume).await {
+        src_metrics.error(e.kind);
+        return Err(e);
+    }
     info!(message = "Source opened; reading changes.", pipeline = %name);
-    let src_metrics = ComponentMetrics::new(&name, "source");
     let source_stop = stop.clone();
     let interval = options.checkpoint_interval;
     let src_status = status.clone();
@@ -381,10 +399,13 @@ async fn run_pipeline(
             source_stop,
             interval,
             first_epoch,
-            src_metrics,
+            src_metrics.clone(),
             src_status,
         )
         .await;
+        if let Err(e) = &r {
+            src_metrics.error(e.kind);
+        }
         source.close().await;
         r
     });
@@ -493,6 +514,7 @@ async fn run_source(
                 return Ok(());
             }
             _ = ticker.tick() => {
+                status.set_progress(source.progress());
                 let offsets = source.offsets();
                 if !changed_since_barrier && last_offsets.as_ref() == Some(&offsets) {
                     continue;
@@ -543,7 +565,7 @@ async fn run_sink(
 ) -> Result<(), EngineError> {
     let r = sink_loop(&mut *sink, &ctx, &mut rx, &store, &status, &tracker).await;
     if let Err(e) = &r {
-        ctx.metrics.error(&format!("{:?}", e.kind));
+        ctx.metrics.error(e.kind);
     }
     sink.close().await;
     r
@@ -561,6 +583,9 @@ async fn sink_loop(
     let mut ticker = tokio::time::interval(tick.unwrap_or(Duration::from_secs(3600)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
+    // Changes handed to the sink since its last flush: they count as sent once the flush made
+    // them durable (the same for every sink, so no sink counts them itself).
+    let mut unflushed = 0u64;
     loop {
         let msg = tokio::select! {
             m = rx.recv() => m,
@@ -580,12 +605,16 @@ async fn sink_loop(
                     }
                 }
                 ctx.metrics.events_in.inc();
+                unflushed += 1;
                 sink.write(ev).await?;
             }
             Message::Barrier(b) => {
                 let started = Instant::now();
                 sink.pre_commit(b.epoch, &b.offsets).await?;
                 sink.flush().await?;
+                ctx.metrics
+                    .events_out
+                    .inc_by(std::mem::take(&mut unflushed));
                 let (st, pipe, sid, offsets) = (
                     store.clone(),
                     ctx.pipeline.clone(),

@@ -136,6 +136,9 @@ impl TaskManager {
         let generation = next_generation();
         let stop = CancellationToken::new();
         let (done_tx, done_rx) = watch::channel(false);
+        if let Ok(mut live) = slot.live.write() {
+            *live = Arc::downgrade(&running.status);
+        }
         op.run = Some(RunHandle {
             generation,
             stop: stop.clone(),

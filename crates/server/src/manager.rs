@@ -32,6 +32,9 @@ pub(crate) struct Slot {
     pub(crate) doc: RwLock<TaskDoc>,
     /// Held for the whole of an operation on this task.
     pub(crate) op: tokio::sync::Mutex<SlotOp>,
+    /// Counters of the pipeline running the task here, while it runs (reads need no lock
+    /// that an operation holds).
+    pub(crate) live: RwLock<std::sync::Weak<cdc_engine::PipelineStatus>>,
 }
 
 /// What an operation on a task may change besides its document.
@@ -51,6 +54,14 @@ impl Slot {
             .read()
             .map(|d| d.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// What `get`/`list` show: the document and, while it runs here, its live counters.
+    fn view(&self) -> TaskView {
+        let mut v = self.snapshot().view();
+        let live = self.live.read().ok().and_then(|w| w.upgrade());
+        v.live = live.map(|s| task::LiveView::of(&s));
+        v
     }
 }
 
@@ -109,6 +120,7 @@ impl TaskManager {
                 secrets,
                 ..Default::default()
             }),
+            live: RwLock::new(std::sync::Weak::new()),
         });
         if let Ok(mut m) = self.slots.write() {
             m.insert(slot.id.clone(), slot.clone());
@@ -524,16 +536,13 @@ impl TaskManager {
             return Err(ApiError::bad_request("task_id is empty"));
         }
         self.slot(task_id)
-            .map(|s| s.snapshot().view())
+            .map(|s| s.view())
             .ok_or_else(|| ApiError::not_found(task_id))
     }
 
     /// `list`, ordered by task id.
     pub fn list(&self) -> Vec<TaskView> {
-        self.all_slots()
-            .iter()
-            .map(|s| s.snapshot().view())
-            .collect()
+        self.all_slots().iter().map(|s| s.view()).collect()
     }
 
     /// Number of tasks.

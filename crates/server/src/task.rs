@@ -122,6 +122,45 @@ pub struct TaskView {
     /// none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reconnecting: Vec<cdc_engine::retry::Reconnecting>,
+    /// Counters of the pipeline while it runs on the instance that answers; omitted otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveView>,
+}
+
+/// Live counters of a running task (`live` in `GET /tasks/{id}`).
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveView {
+    /// Changes read from the source since the pipeline started.
+    pub changes_read: u64,
+    /// Rows in them.
+    pub rows_read: u64,
+    /// Last checkpoint epoch every sink committed.
+    pub committed_epoch: u64,
+    /// Milliseconds between the source time of the last change read and now (`None` before
+    /// the first change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_lag_ms: Option<u64>,
+    /// The initial snapshot's progress while it runs: rows copied in this run of rows counted,
+    /// collections finished of collections planned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<cdc_engine::SourceProgress>,
+}
+
+impl LiveView {
+    /// Read `status` now.
+    pub fn of(status: &cdc_engine::PipelineStatus) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ts = status.last_read_ts.load(Relaxed);
+        Self {
+            changes_read: status.events_read.load(Relaxed),
+            rows_read: status.rows_read.load(Relaxed),
+            committed_epoch: status.committed_epoch.load(Relaxed),
+            source_lag_ms: (ts > 0).then(|| {
+                cdc_engine::metrics::now_ms().saturating_sub(cdc_protocol::ts::physical_ms(ts))
+            }),
+            snapshot: status.progress(),
+        }
+    }
 }
 
 impl TaskDoc {
@@ -140,6 +179,7 @@ impl TaskDoc {
             pipeline: secrets::redacted(&self.spec),
             // The task's pipeline is named after the task.
             reconnecting: cdc_engine::retry::reconnecting(&self.task_id),
+            live: None,
         };
         if let Some(req) = &self.request {
             let r = req.redacted();

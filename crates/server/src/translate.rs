@@ -312,9 +312,9 @@ fn milvus_sink(m: &MilvusConnectParam) -> Result<MilvusSinkConfig, ApiError> {
         }
         sink.tls = Some(TlsConfig {
             server_name: opt(&d.server_name),
-            ca_pem_path: opt(&d.ca_pem_path).or_else(|| opt(&d.server_pem_path)),
-            client_pem_path: opt(&d.client_pem_path),
-            client_key_path: opt(&d.client_key_path),
+            ca_path: opt(&d.ca_pem_path).or_else(|| opt(&d.server_pem_path)),
+            cert_path: opt(&d.client_pem_path),
+            key_path: opt(&d.client_key_path),
         });
     }
     sink.validate()

@@ -318,6 +318,16 @@ fn task_lifecycle_over_http_replicates_pauses_resumes_and_survives_restart() {
         "100",
     ]);
     env.wait_count(&server, &db, 100, Duration::from_secs(120));
+    // A running task shows its live counters.
+    let t = server.task(&id);
+    assert!(
+        t["live"]["rows_read"].as_u64().unwrap_or(0) >= 100,
+        "live counters of a running task: {t}"
+    );
+    assert!(
+        t["live"]["committed_epoch"].as_u64().unwrap_or(0) >= 1,
+        "{t}"
+    );
 
     // pause: source writes do not reach the target
     let v = server.req("pause", json!({ "task_id": id }));

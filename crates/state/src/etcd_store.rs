@@ -21,8 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    TlsOptions, Txn, TxnOp,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Txn, TxnOp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -45,28 +44,10 @@ pub struct EtcdStateConfig {
     pub password: Option<String>,
     /// TLS to etcd (PEM files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<EtcdTls>,
+    pub tls: Option<crate::TlsConfig>,
     /// Timeout of connecting and of each request, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-}
-
-/// TLS files of the etcd connection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EtcdTls {
-    /// CA certificate of the etcd server (system roots when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_path: Option<String>,
-    /// Client certificate (mutual TLS, with `key_path`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_path: Option<String>,
-    /// Client private key (with `cert_path`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_path: Option<String>,
-    /// Server name to verify, when it differs from the endpoint host.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
 }
 
 fn default_prefix() -> String {
@@ -105,10 +86,8 @@ impl EtcdStateConfig {
         if self.timeout_ms < 100 {
             return err("timeout_ms", "must be at least 100");
         }
-        if let Some(t) = &self.tls {
-            if t.cert_path.is_some() != t.key_path.is_some() {
-                return err("tls", "cert_path and key_path go together");
-            }
+        if let Some((f, m)) = self.tls.iter().flat_map(|t| t.problems()).next() {
+            return Err((format!("tls.{f}"), m));
         }
         Ok(())
     }
@@ -180,22 +159,7 @@ impl EtcdStore {
         }
         let mut endpoints = cfg.endpoints.clone();
         if let Some(tls) = &cfg.tls {
-            let read = |field: &str, path: &str| {
-                std::fs::read(path).map_err(|e| be(format!("state.etcd.tls.{field}: {path}: {e}")))
-            };
-            let mut t = TlsOptions::new();
-            if let Some(ca) = &tls.ca_path {
-                t = t.ca_certificate(Certificate::from_pem(read("ca_path", ca)?));
-            }
-            if let (Some(c), Some(k)) = (&tls.cert_path, &tls.key_path) {
-                t = t.identity(Identity::from_pem(
-                    read("cert_path", c)?,
-                    read("key_path", k)?,
-                ));
-            }
-            if let Some(d) = &tls.domain {
-                t = t.domain_name(d.clone());
-            }
+            let t = tls.client_config("state.etcd.tls").map_err(be)?;
             opts = opts.with_tls(t);
             for e in &mut endpoints {
                 if !e.contains("://") {

@@ -14,12 +14,14 @@ mod offsets;
 mod sled_store;
 #[doc(hidden)]
 pub mod testing;
+mod tls;
 
 use std::collections::BTreeMap;
 
-pub use etcd_store::{EtcdStateConfig, EtcdStore, EtcdTls, Fence};
+pub use etcd_store::{EtcdStateConfig, EtcdStore, Fence};
 pub use offsets::{checkpoint_from_hex, hex_offsets, render_offset};
 pub use sled_store::SledStore;
+pub use tls::TlsConfig;
 
 /// Offsets of one sink: source channel name to the last offset whose changes the sink has
 /// durably written (resume is exclusive of it).

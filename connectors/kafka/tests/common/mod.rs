@@ -48,7 +48,7 @@ pub fn ctx(pipeline: &str, sink_id: &str) -> SinkContext {
         pipeline: pipeline.to_string(),
         sink_id: sink_id.to_string(),
         committed: Arc::new(Offsets::new()),
-        metrics: ComponentMetrics::new(pipeline, &format!("sink.{sink_id}")),
+        metrics: ComponentMetrics::new(pipeline, &cdc_engine::ComponentId::sink(sink_id)),
     }
 }
 

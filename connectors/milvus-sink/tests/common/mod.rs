@@ -58,7 +58,7 @@ pub fn ctx(name: &str) -> SinkContext {
         pipeline: name.to_string(),
         sink_id: "target".into(),
         committed: Arc::new(Default::default()),
-        metrics: ComponentMetrics::new(name, "sink.target"),
+        metrics: ComponentMetrics::new(name, &cdc_engine::ComponentId::sink("target")),
     }
 }
 

@@ -112,7 +112,7 @@ fn validate_names_the_field() {
                 ca_path: None,
                 cert_path: Some("c".into()),
                 key_path: None,
-                domain: None,
+                server_name: None,
             })
         },
         "etcd.tls.key_path",

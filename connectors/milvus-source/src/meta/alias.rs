@@ -108,7 +108,7 @@ impl Aliases {
 }
 
 /// Applies `kv` to `aliases` when it is an alias key: `None` for other keys, `Some(change)`
-/// otherwise. An undecodable value is logged, counted (`errors_total{kind="meta_decode"}`)
+/// otherwise. An undecodable value is logged, counted (`errors_total{kind="decode"}`)
 /// and skipped.
 pub(crate) fn apply_kv(
     aliases: &mut Aliases,
@@ -125,7 +125,7 @@ pub(crate) fn apply_kv(
         match etcd_meta::decode_alias_value(kv.value()) {
             Ok(v) => v,
             Err(e) => {
-                metrics.error("meta_decode");
+                metrics.error(cdc_engine::ErrorKind::Decode);
                 warn!(message = "Undecodable etcd alias skipped.", key, error = %e);
                 return Some(None);
             }

@@ -26,8 +26,7 @@ use cdc_engine::retry::{Outage, OutageSite, RetryPolicy};
 use cdc_engine::{EngineError, ErrorKind};
 use cdc_protocol::etcd_meta::{self, MetaValue};
 use etcd_client::{
-    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, KeyValue, TlsOptions,
-    WatchOptions, WatchResponse,
+    Client, ConnectOptions, EventType, GetOptions, KeyValue, WatchOptions, WatchResponse,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -97,24 +96,9 @@ pub async fn connect(cfg: &EtcdConfig) -> Result<Client, EngineError> {
     }
     let mut endpoints = cfg.endpoints.clone();
     if let Some(tls) = &cfg.tls {
-        let read = |field: &str, path: &str| {
-            std::fs::read(path).map_err(|e| {
-                EngineError::config(COMPONENT, format!("field `etcd.tls.{field}`: {path}: {e}"))
-            })
-        };
-        let mut t = TlsOptions::new();
-        if let Some(ca) = &tls.ca_path {
-            t = t.ca_certificate(Certificate::from_pem(read("ca_path", ca)?));
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_path, &tls.key_path) {
-            t = t.identity(Identity::from_pem(
-                read("cert_path", cert)?,
-                read("key_path", key)?,
-            ));
-        }
-        if let Some(d) = &tls.domain {
-            t = t.domain_name(d.clone());
-        }
+        let t = tls
+            .client_config("etcd.tls")
+            .map_err(|e| EngineError::config(COMPONENT, e))?;
         opts = opts.with_tls(t);
         for e in &mut endpoints {
             if !e.contains("://") {
@@ -147,7 +131,7 @@ fn apply_kv(
         match etcd_meta::decode_meta_value(parsed, kv.value()) {
             Ok(v) => v,
             Err(e) => {
-                metrics.error("meta_decode");
+                metrics.error(cdc_engine::ErrorKind::Decode);
                 warn!(message = "Undecodable etcd metadata skipped.", key, error = %e);
                 return None;
             }
@@ -186,7 +170,7 @@ pub async fn scan(
     for kv in resp.kvs() {
         if let Some(key) = load_key_of(meta_root, kv) {
             if let Err(e) = loads.apply_scan(key, kv.value()) {
-                metrics.error("meta_decode");
+                metrics.error(cdc_engine::ErrorKind::Decode);
                 warn!(message = "Undecodable etcd load info skipped.", key = ?key, error = %e);
             }
             continue;
@@ -592,7 +576,7 @@ impl WatchTask {
     fn flush_loads(&mut self, events: Vec<LoadEvent>, cache: &MetaCache) {
         let (changes, errors) = self.loads.apply_batch(events, cache);
         for (key, e) in errors {
-            self.metrics.error("meta_decode");
+            self.metrics.error(cdc_engine::ErrorKind::Decode);
             warn!(message = "Undecodable etcd load info skipped.", key = ?key, error = %e);
         }
         let now = Instant::now();

@@ -95,7 +95,7 @@ fn task(pipeline: &str, max_bytes: usize) -> ReaderTask {
         tx,
         probes,
         on_decode_error: OnDecodeError::Pause,
-        metrics: ComponentMetrics::new(pipeline, "source"),
+        metrics: ComponentMetrics::new(pipeline, &cdc_engine::ComponentId::Source),
         source_metrics: SourceMetrics::new(pipeline),
         decode: DecodeOptions::default(),
         hold: TxnHold::new(max_bytes),

@@ -11,7 +11,7 @@ use cdc_protocol::milvus::milvus_service_client::MilvusServiceClient;
 use cdc_protocol::milvus::*;
 use cdc_protocol::schema::FieldData;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{MilvusSourceConfig, COMPONENT};
 
@@ -41,25 +41,12 @@ fn endpoint(cfg: &MilvusSourceConfig, uri: &str) -> Result<Endpoint, EngineError
         .keep_alive_while_idle(true)
         .http2_adaptive_window(true);
     if uri.starts_with("https://") {
-        let read = |field: &str, path: &str| {
-            std::fs::read(path)
-                .map_err(|e| cfg_err(format!("field `tls.{field}`: cannot read {path:?}: {e}")))
-        };
-        let mut tls = ClientTlsConfig::new();
-        let t = cfg.tls.clone().unwrap_or_default();
-        if let Some(name) = &t.server_name {
-            tls = tls.domain_name(name.clone());
-        }
-        tls = match &t.ca_pem_path {
-            Some(p) => tls.ca_certificate(Certificate::from_pem(read("ca_pem_path", p)?)),
-            None => tls.with_native_roots(),
-        };
-        if let (Some(c), Some(k)) = (&t.client_pem_path, &t.client_key_path) {
-            tls = tls.identity(Identity::from_pem(
-                read("client_pem_path", c)?,
-                read("client_key_path", k)?,
-            ));
-        }
+        let tls = cfg
+            .tls
+            .clone()
+            .unwrap_or_default()
+            .client_config("tls")
+            .map_err(cfg_err)?;
         ep = ep
             .tls_config(tls)
             .map_err(|e| cfg_err(format!("field `tls`: invalid TLS settings for {uri}: {e}")))?;

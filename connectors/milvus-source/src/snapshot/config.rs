@@ -55,24 +55,6 @@ pub enum SnapshotLoad {
     Temporary,
 }
 
-/// TLS material for an `https://` source `uri` (same keys as the Milvus sink's `tls`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct GrpcTlsConfig {
-    /// Name expected in the server certificate (SNI); defaults to the host of `uri`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
-    /// PEM file of the CA that signed the server's certificate (system roots without it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_pem_path: Option<String>,
-    /// PEM file of the client certificate for mutual TLS; requires `client_key_path`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_pem_path: Option<String>,
-    /// PEM file of the client private key for mutual TLS; requires `client_pem_path`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_key_path: Option<String>,
-}
-
 impl Default for SnapshotConfig {
     fn default() -> Self {
         Self {

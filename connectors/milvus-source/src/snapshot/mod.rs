@@ -347,6 +347,21 @@ impl Snapshot {
             .collect()
     }
 
+    /// The whole snapshot's progress for the engine (`None` once it finished).
+    pub(crate) fn summary(&self) -> Option<cdc_engine::SourceProgress> {
+        if self.finished {
+            return None;
+        }
+        let parts = self.progress();
+        Some(cdc_engine::SourceProgress {
+            phase: "snapshot",
+            done: parts.iter().map(|p| p.copied).sum(),
+            total: parts.iter().map(|p| p.total).sum(),
+            parts_done: parts.iter().filter(|p| p.done).count(),
+            parts: parts.len(),
+        })
+    }
+
     /// True for a stream LoadCollection/ReleaseCollection that the snapshot's temporary load
     /// caused (not replayed).
     pub(crate) fn suppressed(&self, ev: &ChangeEvent) -> bool {

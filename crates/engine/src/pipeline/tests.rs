@@ -489,3 +489,69 @@ async fn a_two_phase_sink_resumes_from_its_own_checkpoint_after_a_crash_between_
     assert_eq!(published, (1..=total).collect::<Vec<_>>());
     assert!(t.checkpoint.as_ref().unwrap().epoch > stored.epoch);
 }
+
+/// The value of the counter line of `family` whose labels include every `labels` pair.
+fn counter(family: &str, labels: &[(&str, &str)]) -> u64 {
+    crate::metrics::render()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_engine_counts_what_each_sink_received_and_made_durable() {
+    let (_d, st) = store();
+    let p = pipeline(
+        "telemetry_counts",
+        TestSource::new(&["a", "b"], Some(50)),
+        vec![("s", TestSink::default())],
+    );
+    p.run(st, CancellationToken::new()).await.unwrap();
+    let sink = [("pipeline", "telemetry_counts"), ("component", "sink.s")];
+    assert_eq!(
+        counter("milvus_cdc_component_received_events_total", &sink),
+        100
+    );
+    // Every change was flushed by the final barrier, so every one counts as sent.
+    assert_eq!(
+        counter("milvus_cdc_component_sent_events_total", &sink),
+        100
+    );
+}
+
+#[tokio::test]
+async fn an_error_that_stops_a_sink_is_counted_once_by_its_kind() {
+    let (_d, st) = store();
+    let mut source = TestSource::new(&["a"], None);
+    source.stall_at_end = true;
+    let bad = TestSink {
+        fail_at_flush: Some(3),
+        ..Default::default()
+    };
+    let err = pipeline("telemetry_errors", source, vec![("bad", bad)])
+        .run(st, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, crate::ErrorKind::Write);
+    let labels = |kind| {
+        [
+            ("pipeline", "telemetry_errors"),
+            ("component", "sink.bad"),
+            ("kind", kind),
+        ]
+    };
+    assert_eq!(
+        counter("milvus_cdc_component_errors_total", &labels("write")),
+        1
+    );
+    assert_eq!(
+        counter("milvus_cdc_component_errors_total", &labels("Write")),
+        0
+    );
+}

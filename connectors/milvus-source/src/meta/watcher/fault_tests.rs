@@ -115,7 +115,7 @@ async fn start_watch(
         held: Default::default(),
         tx,
         probes,
-        metrics: ComponentMetrics::new(pipeline, "source"),
+        metrics: ComponentMetrics::new(pipeline, &cdc_engine::ComponentId::Source),
     };
     Watch {
         rx,
@@ -126,7 +126,7 @@ async fn start_watch(
 
 async fn scan_now(client: &mut Client, pipeline: &str) -> (MetaCache, LoadState, i64) {
     let (mut cache, mut loads) = (MetaCache::default(), LoadState::default());
-    let metrics = ComponentMetrics::new(pipeline, "source");
+    let metrics = ComponentMetrics::new(pipeline, &cdc_engine::ComponentId::Source);
     let rev = scan(client, META_ROOT, &mut cache, &mut loads, &metrics)
         .await
         .expect("scan");
