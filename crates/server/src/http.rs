@@ -76,54 +76,71 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Register [`ROUTES`] with bodies limited to `max_body_bytes` (larger ones get 413).
 pub fn configure_limited(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.app_data(web::PayloadConfig::new(max_body_bytes));
-    for (method, path) in ROUTES {
-        match (*method, *path) {
-            ("POST", "/cdc") => {
-                cfg.service(
-                    web::resource("/cdc")
-                        .route(web::post().to(cdc_post))
-                        .default_service(web::to(cdc_wrong_method)),
-                );
-            }
-            ("GET", "/metrics") | ("GET", "/cdc/metrics") => {
-                cfg.route(path, web::get().to(metrics_text));
-            }
-            ("GET", "/healthz") => {
-                cfg.route(path, web::get().to(healthz));
-            }
-            ("GET", "/openapi.json") => {
-                cfg.route(path, web::get().to(openapi));
-            }
-            ("GET", "/tasks") => {
-                cfg.route(path, web::get().to(tasks_list));
-            }
-            ("POST", "/tasks") => {
-                cfg.route(path, web::post().to(tasks_create));
-            }
-            ("GET", "/tasks/{task_id}") => {
-                cfg.route(path, web::get().to(tasks_get));
-            }
-            ("DELETE", "/tasks/{task_id}") => {
-                cfg.route(path, web::delete().to(tasks_delete));
-            }
-            ("POST", "/tasks/{task_id}/pause") => {
-                cfg.route(path, web::post().to(tasks_pause));
-            }
-            ("POST", "/tasks/{task_id}/resume") => {
-                cfg.route(path, web::post().to(tasks_resume));
-            }
-            ("GET", "/tasks/{task_id}/position") => {
-                cfg.route(path, web::get().to(tasks_position));
-            }
-            ("GET", "/cluster") => {
-                cfg.route(path, web::get().to(cluster_info));
-            }
-            (m, p) => warn!(
-                message = "Route without a handler; not registered.",
-                method = m,
-                path = p
-            ),
+    // A malformed query string or path gets the JSON envelope like every other refusal,
+    // not actix's plain-text body.
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        let body = CdcResponse::error(&ApiError::bad_request(format!("the query string: {e}")));
+        actix_web::error::InternalError::from_response(e, respond(&body, 400)).into()
+    }));
+    cfg.app_data(web::PathConfig::default().error_handler(|e, _| {
+        let body = CdcResponse::error(&ApiError::bad_request(format!("the path: {e}")));
+        actix_web::error::InternalError::from_response(e, respond(&body, 400)).into()
+    }));
+    // One resource per path with all of its methods, so that another method on a known path
+    // gets 405 with an `Allow` header (POST /cdc keeps milvus-cdc's 405 envelope).
+    let mut paths: Vec<&str> = Vec::new();
+    for (_, path) in ROUTES {
+        if !paths.contains(path) {
+            paths.push(path);
         }
+    }
+    for path in paths {
+        let methods: Vec<&str> = ROUTES
+            .iter()
+            .filter(|(_, p)| *p == path)
+            .map(|(m, _)| *m)
+            .collect();
+        let mut res = web::resource(path);
+        for method in &methods {
+            res = match (*method, path) {
+                ("POST", "/cdc") => res.route(web::post().to(cdc_post)),
+                ("GET", "/metrics") | ("GET", "/cdc/metrics") => {
+                    res.route(web::get().to(metrics_text))
+                }
+                ("GET", "/healthz") => res.route(web::get().to(healthz)),
+                ("GET", "/openapi.json") => res.route(web::get().to(openapi)),
+                ("GET", "/tasks") => res.route(web::get().to(tasks_list)),
+                ("POST", "/tasks") => res.route(web::post().to(tasks_create)),
+                ("GET", "/tasks/{task_id}") => res.route(web::get().to(tasks_get)),
+                ("DELETE", "/tasks/{task_id}") => res.route(web::delete().to(tasks_delete)),
+                ("POST", "/tasks/{task_id}/pause") => res.route(web::post().to(tasks_pause)),
+                ("POST", "/tasks/{task_id}/resume") => res.route(web::post().to(tasks_resume)),
+                ("GET", "/tasks/{task_id}/position") => res.route(web::get().to(tasks_position)),
+                ("GET", "/cluster") => res.route(web::get().to(cluster_info)),
+                (m, p) => {
+                    warn!(
+                        message = "Route without a handler; not registered.",
+                        method = m,
+                        path = p
+                    );
+                    res
+                }
+            };
+        }
+        res = if path == "/cdc" {
+            res.default_service(web::to(cdc_wrong_method))
+        } else {
+            let allow = methods.join(", ");
+            res.default_service(web::to(move || {
+                let allow = allow.clone();
+                async move {
+                    HttpResponse::MethodNotAllowed()
+                        .insert_header((actix_web::http::header::ALLOW, allow))
+                        .finish()
+                }
+            }))
+        };
+        cfg.service(res);
     }
 }
 
@@ -141,7 +158,12 @@ async fn cdc_wrong_method(state: web::Data<AppState>, req: HttpRequest) -> HttpR
         message: "only support the POST method".into(),
         not_found: false,
     });
-    respond(&body, body.http_status(state.mode))
+    let mut resp = respond(&body, body.http_status(state.mode));
+    resp.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static("POST"),
+    );
+    resp
 }
 
 async fn cdc_post(state: web::Data<AppState>, http: HttpRequest, body: web::Bytes) -> HttpResponse {

@@ -406,3 +406,48 @@ async fn restart_keeps_disable_auto_start_tasks_paused_and_reports_unreadable_on
     mgr.delete("t2", false).await.unwrap();
     assert!(mgr.store.get_task("t2").unwrap().is_none());
 }
+
+#[actix_web::test]
+async fn another_method_on_a_known_path_is_405_with_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgr = manager(dir.path(), "");
+    let app = app!(mgr, HttpStatusMode::Always200);
+    for (method, path, allow) in [
+        ("PUT", "/tasks", "GET, POST"),
+        ("TRACE", "/healthz", "GET"),
+        ("PATCH", "/tasks/abc", "GET, DELETE"),
+    ] {
+        let req = TestRequest::default()
+            .method(actix_web::http::Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(path)
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(
+            resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
+    let req = TestRequest::get().uri("/nowhere").to_request();
+    assert_eq!(test::call_service(&app, req).await.status().as_u16(), 404);
+}
+
+#[actix_web::test]
+async fn a_malformed_query_string_gets_the_json_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgr = manager(dir.path(), "");
+    let app = app!(mgr, HttpStatusMode::Always200);
+    let req = TestRequest::post()
+        .uri("/tasks?task_id=a&task_id=b")
+        .set_payload("x")
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap();
+    assert_eq!(body["code"], 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("query string"),
+        "{body}"
+    );
+}
