@@ -76,6 +76,13 @@ pub struct MilvusSinkConfig {
     /// Settings of `mode: replicate`.
     #[serde(default)]
     pub replicate: ReplicateConfig,
+    /// Access control (roles, grants, users), applied when the source sends it (source
+    /// `enable_user_role`).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::ddl_rbac::RbacConfig::is_default"
+    )]
+    pub rbac: crate::ddl_rbac::RbacConfig,
 }
 
 /// TLS material for the target connection; files must exist on the host running the sink.
@@ -259,6 +266,7 @@ impl MilvusSinkConfig {
             skip_refused: Vec::new(),
             queue_capacity: default_queue_capacity(),
             replicate: ReplicateConfig::default(),
+            rbac: crate::ddl_rbac::RbacConfig::default(),
         }
     }
 

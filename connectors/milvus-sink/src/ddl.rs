@@ -295,6 +295,7 @@ pub(crate) async fn exists(
 pub(crate) async fn apply(
     sh: &Shared,
     cache: &mut MetaCache,
+    metrics: &cdc_engine::metrics::ComponentMetrics,
     ev: &ChangeEvent,
     ddl: &Ddl,
     base: Base,
@@ -484,6 +485,7 @@ pub(crate) async fn apply(
             crate::ddl_ops::set_alias(sh, cache, ev, alias, base).await
         }
         Ddl::DropAlias { alias } => crate::ddl_ops::drop_alias(sh, ev, alias, base).await,
+        Ddl::Rbac(r) => crate::ddl_rbac::apply(sh, metrics, r, base).await,
         Ddl::Flush => {
             if !exists(sh, cache, db, coll).await? {
                 return Ok(());

@@ -82,6 +82,8 @@ pub(crate) enum Payload {
     },
     /// An alias was created, altered or dropped in etcd (see [`crate::meta::alias`]).
     Alias(crate::meta::alias::AliasChange),
+    /// An access-control change in etcd (see [`crate::meta::rbac`]).
+    Rbac(cdc_engine::rbac::RbacOp),
 }
 
 impl Payload {
@@ -93,6 +95,7 @@ impl Payload {
             Payload::PartitionsLoaded { .. } => "LoadPartitions (etcd)".into(),
             Payload::PartitionsReleased { .. } => "ReleasePartitions (etcd)".into(),
             Payload::Alias(a) => format!("{:?}Alias (etcd)", a.op),
+            Payload::Rbac(r) => format!("{} (etcd)", r.kind()),
         }
     }
 }

@@ -122,6 +122,10 @@ pub struct TaskView {
     /// none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reconnecting: Vec<cdc_engine::retry::Reconnecting>,
+    /// What the running task could not replicate and why (users without a password, ...);
+    /// omitted when nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_replicated: Vec<cdc_engine::notices::Notice>,
 }
 
 impl TaskDoc {
@@ -140,6 +144,7 @@ impl TaskDoc {
             pipeline: secrets::redacted(&self.spec),
             // The task's pipeline is named after the task.
             reconnecting: cdc_engine::retry::reconnecting(&self.task_id),
+            not_replicated: cdc_engine::notices::list(&self.task_id),
         };
         if let Some(req) = &self.request {
             let r = req.redacted();

@@ -104,6 +104,8 @@ pub struct MetaCache {
     partitions: HashMap<i64, PartitionEntry>,
     /// Collection aliases.
     pub aliases: super::alias::Aliases,
+    /// Access control (roles, grants, users).
+    pub rbac: super::rbac::Rbac,
 }
 
 impl MetaCache {

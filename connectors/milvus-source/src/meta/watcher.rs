@@ -191,6 +191,9 @@ pub async fn scan(
             }
             continue;
         }
+        if super::rbac::apply_kv(&mut cache.rbac, meta_root, kv, false, false).is_some() {
+            continue;
+        }
         if super::alias::apply_kv(&mut cache.aliases, meta_root, kv, false, metrics).is_none() {
             apply_kv(cache, meta_root, kv, false, metrics);
         }
@@ -554,6 +557,19 @@ impl WatchTask {
                 }
                 if !loads.is_empty() {
                     self.flush_loads(std::mem::take(&mut loads), &cache);
+                }
+                if let Some(ops) =
+                    super::rbac::apply_kv(&mut cache.rbac, &self.meta_root, kv, deleted, true)
+                {
+                    // Credential keys carry no time: stamped like load changes.
+                    let now_ts = cdc_protocol::ts::from_system_time(std::time::SystemTime::now());
+                    for op in ops {
+                        let ts = now_ts.max(self.last_load_ts + 1);
+                        self.last_load_ts = ts;
+                        info!(message = "Source access control changed.", change = ?op, ts);
+                        inputs.push(super::rbac::rbac_input(op, ts));
+                    }
+                    continue;
                 }
                 if let Some(a) = super::alias::apply_kv(
                     &mut cache.aliases,
