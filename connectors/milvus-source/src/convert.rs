@@ -81,6 +81,7 @@ pub(crate) fn unattributed(payload: &Payload, cache: &MetaCache) -> Option<i64> 
         Payload::Alias(a) => (a.op != crate::meta::alias::AliasOp::Drop && !known(a.collection_id))
             .then_some(a.collection_id),
         Payload::Rbac(_) => None,
+        Payload::Properties(p) => (!known(p.collection_id)).then_some(p.collection_id),
     }
 }
 
@@ -324,6 +325,19 @@ impl Converter {
             Payload::Mq(m) => m,
             Payload::Alias(change) => {
                 out.extend(alias::from_etcd(&mut self.aliases, cache, pos, change));
+                return;
+            }
+            Payload::Properties(p) => {
+                let id = p.collection_id;
+                let Some((db, coll)) = cache.collection_names(id) else {
+                    return;
+                };
+                let def = cache.collection_def(id);
+                let op = Op::Ddl(Ddl::AlterCollection {
+                    properties: p.properties,
+                    delete_keys: p.removed,
+                });
+                out.push(event(pos, db, coll, id, def, op));
                 return;
             }
             Payload::Rbac(op) => {

@@ -84,6 +84,8 @@ pub(crate) enum Payload {
     Alias(crate::meta::alias::AliasChange),
     /// An access-control change in etcd (see [`crate::meta::rbac`]).
     Rbac(cdc_engine::rbac::RbacOp),
+    /// A collection's properties changed in etcd (see [`crate::meta::props`]).
+    Properties(crate::meta::props::PropsChange),
 }
 
 impl Payload {
@@ -96,6 +98,7 @@ impl Payload {
             Payload::PartitionsReleased { .. } => "ReleasePartitions (etcd)".into(),
             Payload::Alias(a) => format!("{:?}Alias (etcd)", a.op),
             Payload::Rbac(r) => format!("{} (etcd)", r.kind()),
+            Payload::Properties(_) => "AlterCollection (etcd)".into(),
         }
     }
 }

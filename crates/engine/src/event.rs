@@ -183,6 +183,13 @@ pub enum Ddl {
         /// The alias.
         alias: String,
     },
+    /// The collection's properties changed (AlterCollection: TTL, mmap...).
+    AlterCollection {
+        /// Every property now.
+        properties: Vec<KeyValuePair>,
+        /// Properties removed.
+        delete_keys: Vec<String>,
+    },
     /// An access-control change (cluster-wide: no database or collection, see
     /// [`crate::rbac`]).
     Rbac(crate::rbac::RbacOp),
@@ -242,6 +249,7 @@ impl Ddl {
             Ddl::CreateAlias { .. } => "create_alias",
             Ddl::AlterAlias { .. } => "alter_alias",
             Ddl::DropAlias { .. } => "drop_alias",
+            Ddl::AlterCollection { .. } => "alter_collection",
             Ddl::Rbac(r) => r.kind(),
         }
     }

@@ -38,6 +38,7 @@ fn rbac_json(r: &cdc_engine::rbac::RbacOp) -> Json {
 /// | `load_partitions` | the same plus `"partitions"` |
 /// | `release_partitions` | `{"partitions": [..]}` |
 /// | `create_alias`, `alter_alias`, `drop_alias` | `{"alias": name}` (the event names the collection) |
+/// | `alter_collection` | `{"properties": {..}, "delete_keys": [..]}` |
 /// | `create_role`, `drop_role` | `{"role"}` |
 /// | `grant_privilege`, `revoke_privilege` | `{"role", "object_type", "object_name", "db_name", "privilege"}` |
 /// | `create_user`, `drop_user` | `{"user"}` (never a password or its hash) |
@@ -82,6 +83,10 @@ pub fn describe(ddl: &Ddl) -> Json {
             json!({ "alias": alias })
         }
         Ddl::Rbac(r) => rbac_json(r),
+        Ddl::AlterCollection {
+            properties,
+            delete_keys,
+        } => json!({ "properties": kv_object(properties), "delete_keys": delete_keys }),
         Ddl::DropDatabase | Ddl::DropCollection | Ddl::ReleaseCollection | Ddl::Flush => {
             json!({})
         }

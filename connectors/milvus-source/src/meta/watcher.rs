@@ -198,6 +198,8 @@ pub async fn scan(
             apply_kv(cache, meta_root, kv, false, metrics);
         }
     }
+    // The scan is the starting state, not a change.
+    cache.take_props();
     info!(
         message = "Read the source metadata from etcd.",
         prefix = %p,
@@ -592,6 +594,13 @@ impl WatchTask {
                 if let Some(c) = apply_kv(&mut cache, &self.meta_root, kv, deleted, &self.metrics) {
                     debug!(message = "Source metadata changed.", change = ?c);
                     inputs.push(change_input(c));
+                }
+                for p in cache.take_props() {
+                    let now_ts = cdc_protocol::ts::from_system_time(std::time::SystemTime::now());
+                    let ts = now_ts.max(self.last_load_ts + 1);
+                    self.last_load_ts = ts;
+                    info!(message = "Source collection properties changed.", change = ?p, ts);
+                    inputs.push(super::props::props_input(p, ts));
                 }
             }
             if !loads.is_empty() {
