@@ -26,6 +26,13 @@ key_partitions (the internal partitions of partition-key collections). milvus-li
 its own way and implements few index types:
 --ignore shards,load,consistency,description,array_length,key_partitions,indexes.
 
+--rbac also compares access control (off by default: RBAC replicates only with the source's enable_user_role):
+roles, the grants of each role (object type, object name, database, privilege), users, and the roles of each
+user; with --prefix only roles and users whose name starts with it. --rbac-no-user NAME (repeatable) names a
+user the CDC must NOT have created on the target (no password given): present there is a difference, and the
+user's bindings are not expected either. Reads use the token in $MCDC_RBAC_TOKEN (default root:Milvus):
+Milvus 2.3 answers grant reads and writes only with credentials, even with authorization disabled.
+
 Exit status: 0 equal, 1 different, 2 error.
 """
 
@@ -34,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -193,7 +201,53 @@ class Compare:
             dbs = sorted(dbs_a & dbs_b)
         for db in dbs:
             self.compare_db(db)
+        if self.args.rbac:
+            self.compare_rbac()
         return self.d
+
+    def rbac_view(self, uri: str) -> dict:
+        from pymilvus import MilvusClient
+
+        c = MilvusClient(uri=uri, token=os.environ.get("MCDC_RBAC_TOKEN", "root:Milvus"), timeout=self.args.timeout)
+        try:
+            mine = (lambda n: n.startswith(self.args.prefix)) if self.args.prefix else (lambda n: True)
+            roles = {r for r in c.list_roles() if mine(r)}
+            grants = {}
+            for r in roles:
+                grants[r] = sorted(
+                    (g["object_type"], g["object_name"], g["db_name"], g["privilege"])
+                    for g in c.describe_role(r)["privileges"])
+            users = {}
+            for u in c.list_users():
+                if mine(u):
+                    users[u] = sorted(c.describe_user(u).get("roles") or [])
+            return {"roles": roles, "grants": grants, "users": users}
+        finally:
+            c.close()
+
+    def compare_rbac(self) -> None:
+        a, b = self.rbac_view(self.args.source_uri), self.rbac_view(self.args.target_uri)
+        for r in sorted(a["roles"] - b["roles"]):
+            self.d.add(f"role {r}", "missing on target")
+        for r in sorted(b["roles"] - a["roles"]):
+            self.d.add(f"role {r}", "exists on target only")
+        for r in sorted(a["roles"] & b["roles"]):
+            if a["grants"][r] != b["grants"][r]:
+                self.d.add(f"role {r}", f"grants differ: source {short(a['grants'][r], 400)} "
+                                        f"target {short(b['grants'][r], 400)}")
+        skip = set(self.args.rbac_no_user)
+        for u in sorted(skip):
+            if u in b["users"]:
+                self.d.add(f"user {u}", "created on target although it has no password")
+            elif u in a["users"]:
+                self.d.note(f"user {u}", "on source only, as expected (no password)")
+        for u in sorted(set(a["users"]) - set(b["users"]) - skip):
+            self.d.add(f"user {u}", "missing on target")
+        for u in sorted(set(b["users"]) - set(a["users"]) - skip):
+            self.d.add(f"user {u}", "exists on target only")
+        for u in sorted((set(a["users"]) & set(b["users"])) - skip):
+            if a["users"][u] != b["users"][u]:
+                self.d.add(f"user {u}", f"roles differ: source {a['users'][u]} target {b['users'][u]}")
 
     def compare_db(self, db: str) -> None:
         a, b = self.src.c(db), self.dst.c(db)
@@ -442,6 +496,9 @@ def main() -> int:
     ap.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                     help="repeat until equal or this many seconds have passed (for a CDC catching up)")
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--rbac", action="store_true", help="also compare roles, grants, users and their roles")
+    ap.add_argument("--rbac-no-user", action="append", default=[], metavar="USER",
+                    help="a user that must not be on the target (no password given); repeatable")
     ap.add_argument("-v", "--verbose", action="store_true", help="also print notes when equal")
     args = ap.parse_args()
     bad = set(args.ignore) - ASPECTS

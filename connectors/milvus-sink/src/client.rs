@@ -326,6 +326,13 @@ impl TargetClient {
             DdlCall::CreateAlias(m) => c.create_alias(self.req(db, m)).await,
             DdlCall::AlterAlias(m) => c.alter_alias(self.req(db, m)).await,
             DdlCall::DropAlias(m) => c.drop_alias(self.req(db, m)).await,
+            DdlCall::AlterCollection(m) => c.alter_collection(self.req(db, m)).await,
+            DdlCall::CreateRole(m) => c.create_role(self.req(db, m)).await,
+            DdlCall::DropRole(m) => c.drop_role(self.req(db, m)).await,
+            DdlCall::OperatePrivilege(m) => c.operate_privilege(self.req(db, m)).await,
+            DdlCall::OperateUserRole(m) => c.operate_user_role(self.req(db, m)).await,
+            DdlCall::CreateCredential(m) => c.create_credential(self.req(db, m)).await,
+            DdlCall::DeleteCredential(m) => c.delete_credential(self.req(db, m)).await,
         }
         .map_err(|e| Failure::grpc(&e))?
         .into_inner();
@@ -352,6 +359,14 @@ pub(crate) enum DdlCall {
     CreateAlias(CreateAliasRequest),
     AlterAlias(AlterAliasRequest),
     DropAlias(DropAliasRequest),
+    AlterCollection(AlterCollectionRequest),
+    CreateRole(CreateRoleRequest),
+    DropRole(DropRoleRequest),
+    OperatePrivilege(OperatePrivilegeRequest),
+    OperateUserRole(OperateUserRoleRequest),
+    /// Holds a password (base64): a `DdlCall` is never logged.
+    CreateCredential(CreateCredentialRequest),
+    DeleteCredential(DeleteCredentialRequest),
 }
 
 /// `Ok(true)` for a success status, `Ok(false)` for one saying the object (collection,
@@ -408,3 +423,5 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+mod rbac;

@@ -77,6 +77,13 @@ pub struct MilvusSinkConfig {
     /// Settings of `mode: replicate`.
     #[serde(default)]
     pub replicate: ReplicateConfig,
+    /// Access control (roles, grants, users), applied when the source sends it (source
+    /// `enable_user_role`).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::ddl_rbac::RbacConfig::is_default"
+    )]
+    pub rbac: crate::ddl_rbac::RbacConfig,
 }
 
 /// How the sink applies changes to the target.
@@ -241,6 +248,7 @@ impl MilvusSinkConfig {
             skip_refused: Vec::new(),
             queue_capacity: default_queue_capacity(),
             replicate: ReplicateConfig::default(),
+            rbac: crate::ddl_rbac::RbacConfig::default(),
         }
     }
 

@@ -297,6 +297,7 @@ pub(crate) async fn exists(
 pub(crate) async fn apply(
     sh: &Shared,
     cache: &mut MetaCache,
+    metrics: &cdc_engine::metrics::ComponentMetrics,
     ev: &ChangeEvent,
     ddl: &Ddl,
     base: Base,
@@ -486,6 +487,17 @@ pub(crate) async fn apply(
             crate::ddl_ops::set_alias(sh, cache, ev, alias, base).await
         }
         Ddl::DropAlias { alias } => crate::ddl_ops::drop_alias(sh, ev, alias, base).await,
+        Ddl::Rbac(r) => crate::ddl_rbac::apply(sh, metrics, r, base).await,
+        Ddl::AlterCollection {
+            properties,
+            delete_keys,
+        } => {
+            if !exists(sh, cache, db, coll).await? {
+                // Its properties come with its definition when the sink creates it.
+                return Ok(());
+            }
+            crate::ddl_ops::alter_properties(sh, ev, properties, delete_keys, base).await
+        }
         Ddl::Flush => {
             if !exists(sh, cache, db, coll).await? {
                 return Ok(());

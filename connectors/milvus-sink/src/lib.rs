@@ -32,6 +32,7 @@ mod client;
 mod config;
 mod ddl;
 mod ddl_ops;
+pub mod ddl_rbac;
 mod expr;
 mod meta;
 mod replicate;

@@ -592,7 +592,7 @@ impl Sink for ReplicateSink {
                     }
                     _ => None,
                 };
-                ddl::apply(&self.sh, &mut self.cache, &event, d, base).await?;
+                ddl::apply(&self.sh, &mut self.cache, &self.metrics, &event, d, base).await?;
                 if matches!(
                     d,
                     cdc_engine::Ddl::DropCollection | cdc_engine::Ddl::DropDatabase

@@ -182,7 +182,7 @@ impl Sink for MilvusSink {
         match &event.op {
             Op::Ddl(d) => {
                 self.drain().await?;
-                let r = ddl::apply(&self.sh, &mut self.cache, &event, d, None).await;
+                let r = ddl::apply(&self.sh, &mut self.cache, &self.metrics, &event, d, None).await;
                 if matches!(
                     d,
                     cdc_engine::Ddl::DropCollection | cdc_engine::Ddl::DropDatabase

@@ -98,6 +98,13 @@ pub struct MilvusSourceConfig {
     /// (an offset the broker no longer holds, refused credentials) stop the task at once.
     #[serde(default)]
     pub reconnect: ReconnectConfig,
+    /// Replicate access control: roles, grants, users and user-to-role bindings, read from
+    /// the source etcd (`root-coord/credential/...`) and sent as DDL events (`create_role`,
+    /// `grant_privilege`, `create_user`, ...). On every start the whole state is sent again
+    /// (a Milvus sink applies it check-then-act). Users carry no password: see the Milvus
+    /// sink's `rbac.passwords_file`. Default `false`, as in milvus-cdc (`enable_user_role`).
+    #[serde(default)]
+    pub enable_user_role: bool,
 }
 
 /// Reconnecting to etcd and the message queue after they went away.
@@ -326,6 +333,7 @@ impl MilvusSourceConfig {
             channel_buffer: default_channel_buffer(),
             max_pending_mib: default_max_pending_mib(),
             reconnect: ReconnectConfig::default(),
+            enable_user_role: false,
             uri: None,
             token: None,
             tls: None,

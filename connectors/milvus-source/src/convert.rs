@@ -80,6 +80,8 @@ pub(crate) fn unattributed(payload: &Payload, cache: &MetaCache) -> Option<i64> 
         // A drop of an alias whose collection the cache no longer names goes by database.
         Payload::Alias(a) => (a.op != crate::meta::alias::AliasOp::Drop && !known(a.collection_id))
             .then_some(a.collection_id),
+        Payload::Rbac(_) => None,
+        Payload::Properties(p) => (!known(p.collection_id)).then_some(p.collection_id),
     }
 }
 
@@ -98,6 +100,8 @@ pub(crate) struct Converter {
     unconfirmed: HashMap<i64, Unconfirmed>,
     /// Alias states emitted (aliases come two ways as well).
     aliases: alias::EmittedAliases,
+    /// Emit access-control changes (source `enable_user_role`; off: counted and dropped).
+    rbac: bool,
 }
 
 /// How long (source time) a partition load or release waits to be confirmed the other way.
@@ -145,6 +149,14 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Converter {
+    /// A converter; `rbac`: emit access-control changes (source `enable_user_role`).
+    pub(crate) fn new(rbac: bool) -> Self {
+        Self {
+            rbac,
+            ..Self::default()
+        }
+    }
+
     /// The partitions of a load or release to emit (empty: nothing), and the bookkeeping of
     /// the two ways (see the module documentation).
     fn confirm(
@@ -313,6 +325,31 @@ impl Converter {
             Payload::Mq(m) => m,
             Payload::Alias(change) => {
                 out.extend(alias::from_etcd(&mut self.aliases, cache, pos, change));
+                return;
+            }
+            Payload::Properties(p) => {
+                let id = p.collection_id;
+                let Some((db, coll)) = cache.collection_names(id) else {
+                    return;
+                };
+                let def = cache.collection_def(id);
+                let op = Op::Ddl(Ddl::AlterCollection {
+                    properties: p.properties,
+                    delete_keys: p.removed,
+                });
+                out.push(event(pos, db, coll, id, def, op));
+                return;
+            }
+            Payload::Rbac(op) => {
+                if self.rbac {
+                    let op = Op::Ddl(Ddl::Rbac(op));
+                    out.push(event(pos, String::new(), String::new(), 0, None, op));
+                } else {
+                    tracing::debug!(
+                        message = "Access-control change not replicated (enable_user_role off).",
+                        change = ?op
+                    );
+                }
                 return;
             }
             Payload::PartitionCreated {

@@ -82,6 +82,10 @@ pub(crate) enum Payload {
     },
     /// An alias was created, altered or dropped in etcd (see [`crate::meta::alias`]).
     Alias(crate::meta::alias::AliasChange),
+    /// An access-control change in etcd (see [`crate::meta::rbac`]).
+    Rbac(cdc_engine::rbac::RbacOp),
+    /// A collection's properties changed in etcd (see [`crate::meta::props`]).
+    Properties(crate::meta::props::PropsChange),
 }
 
 impl Payload {
@@ -93,6 +97,8 @@ impl Payload {
             Payload::PartitionsLoaded { .. } => "LoadPartitions (etcd)".into(),
             Payload::PartitionsReleased { .. } => "ReleasePartitions (etcd)".into(),
             Payload::Alias(a) => format!("{:?}Alias (etcd)", a.op),
+            Payload::Rbac(r) => format!("{} (etcd)", r.kind()),
+            Payload::Properties(_) => "AlterCollection (etcd)".into(),
         }
     }
 }

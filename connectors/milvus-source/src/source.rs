@@ -583,6 +583,12 @@ impl Source for MilvusSource {
         } else {
             Vec::new()
         };
+        // Access control (when asked for): the whole state on every open, see `meta::rbac`.
+        let rbac = if cfg.enable_user_role {
+            crate::meta::rbac::replay(&cache.rbac, meta_done)
+        } else {
+            Vec::new()
+        };
         // The pseudo-channel's start: on a fresh `latest` start the partitions that exist
         // now are part of the past; on a resume, its checkpoint.
         let meta_start = match (meta_done, cfg.start) {
@@ -609,7 +615,7 @@ impl Source for MilvusSource {
             cache: Arc::new(Mutex::new(cache)),
             merger: Merger::new(Duration::from_millis(cfg.idle_channel_ms)),
             chans: Vec::new(),
-            converter: Converter::default(),
+            converter: Converter::new(cfg.enable_user_role),
             ready: VecDeque::new(),
             rr: 0,
             max_pending: cfg.max_pending_mib.saturating_mul(1 << 20),
@@ -678,7 +684,7 @@ impl Source for MilvusSource {
                     .push(meta_idx, offset, ts, bytes, pair, payload, now);
             }
         }
-        for input in aliases {
+        for input in aliases.into_iter().chain(rbac) {
             if let Input::Change {
                 offset,
                 ts,

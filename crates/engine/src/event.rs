@@ -183,6 +183,16 @@ pub enum Ddl {
         /// The alias.
         alias: String,
     },
+    /// The collection's properties changed (AlterCollection: TTL, mmap...).
+    AlterCollection {
+        /// Every property now.
+        properties: Vec<KeyValuePair>,
+        /// Properties removed.
+        delete_keys: Vec<String>,
+    },
+    /// An access-control change (cluster-wide: no database or collection, see
+    /// [`crate::rbac`]).
+    Rbac(crate::rbac::RbacOp),
 }
 
 impl Op {
@@ -199,6 +209,12 @@ impl Op {
     /// True for operations on a whole database (they carry no collection).
     pub fn is_database_level(&self) -> bool {
         matches!(self, Op::Ddl(d) if d.is_database_level())
+    }
+
+    /// True for cluster-wide operations (access control): no database, no collection; every
+    /// filter passes them and the rename transform leaves them alone.
+    pub fn is_cluster_level(&self) -> bool {
+        matches!(self, Op::Ddl(Ddl::Rbac(_)))
     }
 
     /// Rows affected (0 for DDL).
@@ -233,6 +249,8 @@ impl Ddl {
             Ddl::CreateAlias { .. } => "create_alias",
             Ddl::AlterAlias { .. } => "alter_alias",
             Ddl::DropAlias { .. } => "drop_alias",
+            Ddl::AlterCollection { .. } => "alter_collection",
+            Ddl::Rbac(r) => r.kind(),
         }
     }
 

@@ -10,7 +10,9 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod metrics;
+pub mod notices;
 pub mod pipeline;
+pub mod rbac;
 pub mod retry;
 pub mod transforms;
 

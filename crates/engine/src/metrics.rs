@@ -222,6 +222,16 @@ impl ComponentMetrics {
         }
     }
 
+    /// Reports that `subject` of `kind` was not replicated, and why (see [`crate::notices`]).
+    pub fn not_replicated(&self, kind: &str, subject: &str, reason: &str) {
+        crate::notices::report(&self.pipeline, &self.component, kind, subject, reason);
+    }
+
+    /// Withdraws a [`ComponentMetrics::not_replicated`] report.
+    pub fn replicated(&self, kind: &str, subject: &str) {
+        crate::notices::clear(&self.pipeline, &self.component, kind, subject);
+    }
+
     /// Count an error of `kind` that the component handled itself (skipped, logged, retried
     /// later). An error a component *returns* is counted once by the engine when the
     /// component's task ends with it; counting it here too would count it twice.

@@ -126,6 +126,10 @@ impl Operator for Filter {
     /// must attribute every change (passing it would let it through every filter, dropping
     /// it would lose it silently), so it is an error naming the change.
     fn process(&mut self, event: ChangeEvent) -> Result<Option<ChangeEvent>, EngineError> {
+        // Access control is cluster-wide (and off unless the source is asked for it).
+        if event.op.is_cluster_level() {
+            return Ok(Some(event));
+        }
         let collection = if event.op.is_database_level() {
             None
         } else if event.collection.is_empty() {

@@ -6,6 +6,24 @@ use cdc_protocol::common::KeyValuePair;
 use cdc_protocol::schema::{CollectionSchema, DataType, FieldSchema};
 use serde_json::{json, Map, Value as Json};
 
+fn rbac_json(r: &cdc_engine::rbac::RbacOp) -> Json {
+    use cdc_engine::rbac::RbacOp;
+    match r {
+        RbacOp::CreateRole { role } | RbacOp::DropRole { role } => json!({ "role": role }),
+        RbacOp::Grant(g) | RbacOp::Revoke(g) => json!({
+            "role": g.role,
+            "object_type": g.object_type,
+            "object_name": g.object_name,
+            "db_name": g.db,
+            "privilege": g.privilege,
+        }),
+        RbacOp::CreateUser { user } | RbacOp::DropUser { user } => json!({ "user": user }),
+        RbacOp::AddUserToRole { user, role } | RbacOp::RemoveUserFromRole { user, role } => {
+            json!({ "user": user, "role": role })
+        }
+    }
+}
+
 /// The description of `ddl` (always a JSON object).
 ///
 /// | kind | description |
@@ -20,6 +38,11 @@ use serde_json::{json, Map, Value as Json};
 /// | `load_partitions` | the same plus `"partitions"` |
 /// | `release_partitions` | `{"partitions": [..]}` |
 /// | `create_alias`, `alter_alias`, `drop_alias` | `{"alias": name}` (the event names the collection) |
+/// | `alter_collection` | `{"properties": {..}, "delete_keys": [..]}` |
+/// | `create_role`, `drop_role` | `{"role"}` |
+/// | `grant_privilege`, `revoke_privilege` | `{"role", "object_type", "object_name", "db_name", "privilege"}` |
+/// | `create_user`, `drop_user` | `{"user"}` (never a password or its hash) |
+/// | `add_user_to_role`, `remove_user_from_role` | `{"user", "role"}` |
 /// | others | `{}` |
 ///
 /// Index `params`: the request's key/value pairs; a value that is itself a JSON object (the
@@ -59,6 +82,11 @@ pub fn describe(ddl: &Ddl) -> Json {
         Ddl::CreateAlias { alias } | Ddl::AlterAlias { alias } | Ddl::DropAlias { alias } => {
             json!({ "alias": alias })
         }
+        Ddl::Rbac(r) => rbac_json(r),
+        Ddl::AlterCollection {
+            properties,
+            delete_keys,
+        } => json!({ "properties": kv_object(properties), "delete_keys": delete_keys }),
         Ddl::DropDatabase | Ddl::DropCollection | Ddl::ReleaseCollection | Ddl::Flush => {
             json!({})
         }
@@ -197,6 +225,22 @@ mod tests {
                 alias: "current".into()
             }),
             json!({ "alias": "current" })
+        );
+        let grant = cdc_engine::rbac::Grant {
+            role: "reader".into(),
+            object_type: "Collection".into(),
+            object_name: "orders".into(),
+            db: "default".into(),
+            privilege: "Search".into(),
+        };
+        let d = describe(&Ddl::Rbac(cdc_engine::rbac::RbacOp::Revoke(grant)));
+        assert_eq!(d["privilege"], "Search");
+        assert_eq!(d["db_name"], "default");
+        assert_eq!(
+            describe(&Ddl::Rbac(cdc_engine::rbac::RbacOp::CreateUser {
+                user: "alice".into()
+            })),
+            json!({ "user": "alice" })
         );
     }
 }

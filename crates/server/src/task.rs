@@ -125,6 +125,10 @@ pub struct TaskView {
     /// Counters of the pipeline while it runs on the instance that answers; omitted otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveView>,
+    /// What the running task could not replicate and why (users without a password, ...);
+    /// omitted when nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_replicated: Vec<cdc_engine::notices::Notice>,
 }
 
 /// Live counters of a running task (`live` in `GET /tasks/{id}`).
@@ -180,6 +184,7 @@ impl TaskDoc {
             // The task's pipeline is named after the task.
             reconnecting: cdc_engine::retry::reconnecting(&self.task_id),
             live: None,
+            not_replicated: cdc_engine::notices::list(&self.task_id),
         };
         if let Some(req) = &self.request {
             let r = req.redacted();

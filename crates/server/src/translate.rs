@@ -129,9 +129,16 @@ pub fn plan(req: &CreateRequest, cfg: &ServerConfig, task_id: &str) -> Result<Ta
         ));
     }
     if req.extra_info.as_ref().is_some_and(|e| e.enable_user_role) {
+        // Roles, grants and bindings replicate; users need a password the source does not
+        // keep, and a request has no place for the sink's `rbac.passwords_file`.
+        if let Value::Object(src) = &mut source {
+            src.insert("enable_user_role".into(), json!(true));
+        }
         warnings.push(
-            "extra_info.enable_user_role is accepted but users and roles are not replicated by \
-             this implementation"
+            "extra_info.enable_user_role: roles, grants and user-role bindings are replicated; \
+             users are not created on the target (their passwords are not replicable and a \
+             request cannot give a passwords file): each is listed in the task's \
+             not_replicated, or use a pipeline document with the sink's rbac.passwords_file"
                 .to_string(),
         );
     }

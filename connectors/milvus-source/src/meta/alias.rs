@@ -175,7 +175,7 @@ pub(crate) fn replay(aliases: &Aliases, done: Option<&Vec<u8>>) -> Vec<Input> {
 }
 
 /// FNV-1a: stable across runs (offsets are stored in checkpoints).
-fn name_hash(s: &str) -> u64 {
+pub(crate) fn name_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

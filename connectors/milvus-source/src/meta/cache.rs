@@ -104,6 +104,10 @@ pub struct MetaCache {
     partitions: HashMap<i64, PartitionEntry>,
     /// Collection aliases.
     pub aliases: super::alias::Aliases,
+    /// Access control (roles, grants, users).
+    pub rbac: super::rbac::Rbac,
+    /// Property changes of live collections not yet taken ([`MetaCache::take_props`]).
+    props: Vec<super::props::PropsChange>,
 }
 
 impl MetaCache {
@@ -212,7 +216,24 @@ impl MetaCache {
         }
     }
 
+    /// The property changes seen since the last call (see [`super::props`]).
+    pub fn take_props(&mut self) -> Vec<super::props::PropsChange> {
+        std::mem::take(&mut self.props)
+    }
+
     fn put_collection(&mut self, db_id: i64, id: i64, info: CollectionInfo) -> MetaChange {
+        let created = CollectionState::CollectionCreated as i32;
+        if let Some(old) = self
+            .collections
+            .get(&id)
+            .filter(|c| !c.removed && c.info.state == created && info.state == created)
+        {
+            self.props.extend(super::props::diff(
+                id,
+                &old.info.properties,
+                &info.properties,
+            ));
+        }
         let c = self.collections.entry(id).or_default();
         c.db_id = if db_id > 0 { db_id } else { info.db_id };
         c.info = info;

@@ -175,10 +175,15 @@ pub async fn scan(
             }
             continue;
         }
+        if super::rbac::apply_kv(&mut cache.rbac, meta_root, kv, false, false).is_some() {
+            continue;
+        }
         if super::alias::apply_kv(&mut cache.aliases, meta_root, kv, false, metrics).is_none() {
             apply_kv(cache, meta_root, kv, false, metrics);
         }
     }
+    // The scan is the starting state, not a change.
+    cache.take_props();
     info!(
         message = "Read the source metadata from etcd.",
         prefix = %p,
@@ -539,6 +544,19 @@ impl WatchTask {
                 if !loads.is_empty() {
                     self.flush_loads(std::mem::take(&mut loads), &cache);
                 }
+                if let Some(ops) =
+                    super::rbac::apply_kv(&mut cache.rbac, &self.meta_root, kv, deleted, true)
+                {
+                    // Credential keys carry no time: stamped like load changes.
+                    let now_ts = cdc_protocol::ts::from_system_time(std::time::SystemTime::now());
+                    for op in ops {
+                        let ts = now_ts.max(self.last_load_ts + 1);
+                        self.last_load_ts = ts;
+                        info!(message = "Source access control changed.", change = ?op, ts);
+                        inputs.push(super::rbac::rbac_input(op, ts));
+                    }
+                    continue;
+                }
                 if let Some(a) = super::alias::apply_kv(
                     &mut cache.aliases,
                     &self.meta_root,
@@ -560,6 +578,13 @@ impl WatchTask {
                 if let Some(c) = apply_kv(&mut cache, &self.meta_root, kv, deleted, &self.metrics) {
                     debug!(message = "Source metadata changed.", change = ?c);
                     inputs.push(change_input(c));
+                }
+                for p in cache.take_props() {
+                    let now_ts = cdc_protocol::ts::from_system_time(std::time::SystemTime::now());
+                    let ts = now_ts.max(self.last_load_ts + 1);
+                    self.last_load_ts = ts;
+                    info!(message = "Source collection properties changed.", change = ?p, ts);
+                    inputs.push(super::props::props_input(p, ts));
                 }
             }
             if !loads.is_empty() {

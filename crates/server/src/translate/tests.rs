@@ -122,6 +122,7 @@ fn db_collections_positions_mapping_and_deprecated_fields() {
     );
     assert_eq!(p.warnings.len(), 1);
     assert!(p.warnings[0].contains("enable_user_role"));
+    assert_eq!(src["enable_user_role"], true);
 }
 
 type Mutation = Box<dyn Fn(&mut CreateRequest)>;

@@ -1,5 +1,5 @@
 use super::*;
-use cdc_protocol::common::KeyDataPair;
+use cdc_protocol::common::{KeyDataPair, KeyValuePair};
 use cdc_protocol::etcd::DatabaseInfo;
 use cdc_protocol::schema::{CollectionSchema, DataType};
 
@@ -230,4 +230,36 @@ fn dropping_collections_are_not_live_and_newest_wins_by_name() {
     assert_eq!(c.find_collection("db2", "c"), Some(11));
     assert_eq!(c.database_name(0), "default");
     assert_eq!(c.database_name(99), "default");
+}
+
+#[test]
+fn property_changes_of_live_collections_are_kept_for_the_watch() {
+    let mut c = MetaCache::default();
+    let key = MetaKey::Collection {
+        db_id: 1,
+        collection_id: 7,
+    };
+    let put = |c: &mut MetaCache, state, ttl: Option<&str>| {
+        let mut info = coll(7, "c", state, 100);
+        info.properties = ttl
+            .map(|t| KeyValuePair {
+                key: "collection.ttl.seconds".into(),
+                value: t.into(),
+            })
+            .into_iter()
+            .collect();
+        c.apply(key, MetaValue::Collection(info));
+    };
+    put(&mut c, CollectionState::CollectionCreating, None);
+    put(&mut c, CollectionState::CollectionCreated, None);
+    assert!(
+        c.take_props().is_empty(),
+        "creation is not a property change"
+    );
+    put(&mut c, CollectionState::CollectionCreated, Some("3600"));
+    let p = c.take_props();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].properties[0].value, "3600");
+    put(&mut c, CollectionState::CollectionCreated, Some("3600"));
+    assert!(c.take_props().is_empty(), "the same value again");
 }
