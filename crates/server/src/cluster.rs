@@ -86,10 +86,11 @@ impl Cluster {
         self.inner().owned.contains_key(task)
     }
 
-    /// Forget a task locally and lift its fence (after it was lost).
+    /// Forget a task locally after it was lost. Its fence stays (until this instance takes
+    /// the task again): a commit still under way, such as the final checkpoint of the pipeline
+    /// being stopped, is refused instead of overwriting the new owner's checkpoint.
     pub fn forget(&self, task: &str) {
         self.inner().owned.remove(task);
-        self.store.set_fence(task, None);
     }
 
     /// Take the task's ownership key (no-op when already ours).
@@ -139,6 +140,7 @@ impl Cluster {
             Some(Fence {
                 key: key.into_bytes(),
                 create_revision: rev,
+                holder: self.id.clone(),
             }),
         );
         self.inner().owned.insert(task.to_string(), rev);
@@ -147,11 +149,36 @@ impl Cluster {
         Ok(())
     }
 
+    /// The stored document of a task, fresh from etcd (`None`: deleted).
+    pub(crate) async fn read_doc(&self, task: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        let (store, id) = (self.store.clone(), task.to_string());
+        tokio::task::spawn_blocking(move || cdc_state::StateStore::get_task(&*store, &id))
+            .await
+            .map_err(|e| ApiError::internal(format!("state store task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+
+    /// Store a task document only if the stored one is still `expected`; `Ok(false)` when
+    /// another instance changed it meanwhile.
+    pub(crate) async fn put_doc_if(
+        &self,
+        task: &str,
+        doc: Vec<u8>,
+        expected: Option<Vec<u8>>,
+    ) -> Result<bool, ApiError> {
+        let (store, id) = (self.store.clone(), task.to_string());
+        tokio::task::spawn_blocking(move || store.put_task_if(&id, &doc, expected.as_deref()))
+            .await
+            .map_err(|e| ApiError::internal(format!("state store task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+
     /// Delete the task's ownership key if it is still ours, and forget it.
     pub async fn release(&self, task: &str) {
         let rev = self.inner().owned.remove(task);
-        self.store.set_fence(task, None);
         if let Some(rev) = rev {
+            // ours until the key is deleted; a lost task keeps its (refusing) fence
+            self.store.set_fence(task, None);
             let key = self.owner_key(task);
             let txn = Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, rev)])
@@ -381,6 +408,7 @@ impl Cluster {
             }
         }
         crate::metrics::cluster_owned(self.inner().owned.len());
+        crate::metrics::cluster_fenced(self.store.fenced_commits());
         Ok(())
     }
 
@@ -416,6 +444,7 @@ impl Cluster {
             "instance_id": self.id,
             "ttl_secs": self.ttl,
             "lease": { "id": lease, "held": lease.is_some(), "renewed_ms_ago": renewed },
+            "fenced_commits": self.store.fenced_commits(),
             "instances": list,
             "tasks": tasks,
         }))
