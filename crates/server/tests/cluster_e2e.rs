@@ -282,7 +282,8 @@ fn any_instance_answers_and_acts_for_any_task() {
 /// The classic fencing case: the owner freezes (SIGSTOP: a long GC pause, a VM stall) for
 /// longer than the TTL, the other instance takes its tasks over, then the old owner wakes up
 /// with its pipelines mid-flight and tries to commit. etcd must refuse every such commit
-/// (counted in its log), and the history must show no commit by it after the takeover.
+/// (counted in its log and `GET /cluster`), and the history must show no commit by it while
+/// it did not hold the task's key (it may rejoin and take a task back afterwards).
 #[test]
 fn a_frozen_owner_wakes_up_fenced_and_commits_nothing() {
     let Some(env) = env("a_frozen_owner_wakes_up_fenced_and_commits_nothing") else {
@@ -348,11 +349,7 @@ fn a_frozen_owner_wakes_up_fenced_and_commits_nothing() {
         h.commits_after
     );
     assert!(h.violations.is_empty(), "{:#?}", h.violations);
-    assert_eq!(
-        h.commits_after.get("a"),
-        None,
-        "a committed after the takeover"
-    );
+    // a may rejoin and take a task back; every commit it made was made holding a key
     let v = a.api("GET", "/cluster", "");
     assert!(
         v["data"]["fenced_commits"].as_u64().is_some_and(|n| n > 0),
