@@ -139,9 +139,11 @@ fn an_instance_cut_from_etcd_stops_committing_and_the_survivor_stays_exact() {
         env.wait_count(db, rows, &[&a]);
     }
     let b = Instance::new(&env, dir.path(), "b", &etcd.endpoint, "h16cut");
-    let rev_cut = history::revision(&etcd.endpoint);
     proxy.cut.store(true, Ordering::SeqCst);
     let cut_at = Instant::now();
+    // the relay drops its connections within 200 ms; commits already in flight may land
+    std::thread::sleep(Duration::from_millis(1000));
+    let rev_cut = history::revision(&etcd.endpoint);
     let inserts: Vec<Child> = dbs.iter().map(|db| env.insert(db, rows, 200)).collect();
     wait_owned(&b, &tasks, &["b"], Duration::from_secs(TTL * 5));
     let takeover = cut_at.elapsed();
