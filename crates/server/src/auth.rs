@@ -8,6 +8,10 @@
 //!
 //! Tokens are compared in constant time against every configured token (no early exit), and
 //! never logged or echoed: errors about the file name its line, not its content.
+//!
+//! The file is re-read without a restart ([`TokenStore`]): on `SIGHUP`, and when its
+//! modification time or size changed (checked every `reload_secs`). A file that no longer
+//! parses keeps the previous tokens in force (logged as an error naming the line).
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +30,18 @@ pub struct AuthConfig {
     /// File of `TOKEN ROLE` lines (role `admin` or `read`). Keep it readable by the server's
     /// user only.
     pub tokens_file: PathBuf,
+    /// Seconds between checks of the file's modification time and size; a change reloads the
+    /// tokens. `0`: reload on `SIGHUP` only (a `SIGHUP` always reloads).
+    #[serde(default = "default_reload_secs")]
+    pub reload_secs: u64,
 }
+
+fn default_reload_secs() -> u64 {
+    5
+}
+
+mod reload;
+pub use reload::TokenStore;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +135,16 @@ impl Tokens {
         Ok(Self { entries })
     }
 
+    /// How many tokens are configured.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no token is configured (never, for a parsed file).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The role of a presented token, comparing it with every configured token in constant
     /// time.
     pub fn role_of(&self, presented: &[u8]) -> Option<Role> {
@@ -194,7 +219,7 @@ pub async fn check(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let tokens = req
         .app_data::<actix_web::web::Data<crate::http::AppState>>()
-        .and_then(|s| s.auth.clone());
+        .and_then(|s| s.auth.as_ref().map(|a| a.current()));
     let Some(tokens) = tokens else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };

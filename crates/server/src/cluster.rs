@@ -86,10 +86,11 @@ impl Cluster {
         self.inner().owned.contains_key(task)
     }
 
-    /// Forget a task locally and lift its fence (after it was lost).
+    /// Forget a task locally after it was lost. Its fence stays (until this instance takes
+    /// the task again): a commit still under way, such as the final checkpoint of the pipeline
+    /// being stopped, is refused instead of overwriting the new owner's checkpoint.
     pub fn forget(&self, task: &str) {
         self.inner().owned.remove(task);
-        self.store.set_fence(task, None);
     }
 
     /// Take the task's ownership key (no-op when already ours).
@@ -119,26 +120,42 @@ impl Cluster {
             .txn(txn)
             .await
             .map_err(|e| etcd_err("take a task", e))?;
-        if !resp.succeeded() {
-            let holder = match resp.op_responses().into_iter().next() {
-                Some(etcd_client::TxnOpResponse::Get(g)) => g
-                    .kvs()
-                    .first()
-                    .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
-                    .unwrap_or_default(),
-                _ => String::new(),
+        let rev = if resp.succeeded() {
+            resp.header().map(|h| h.revision()).unwrap_or_default()
+        } else {
+            let held = match resp.op_responses().into_iter().next() {
+                Some(etcd_client::TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| {
+                    (
+                        String::from_utf8_lossy(kv.value()).into_owned(),
+                        kv.lease(),
+                        kv.create_revision(),
+                    )
+                }),
+                _ => None,
             };
-            return Err(ApiError::bad_request(format!(
-                "task {task} is run by cluster instance {holder:?}; send the request there \
-                 or pause it first"
-            )));
-        }
-        let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
+            match held {
+                // our own key, under our live lease: this instance owns the task already
+                // (it had forgotten it); take it back with that key's revision
+                Some((_, l, rev)) if l == lease => {
+                    info!(message = "The task's ownership key is already this instance's; \
+                                     taking it back.", task_id = %task);
+                    rev
+                }
+                other => {
+                    let holder = other.map(|(h, _, _)| h).unwrap_or_default();
+                    return Err(ApiError::bad_request(format!(
+                        "task {task} is run by cluster instance {holder:?}; send the request \
+                         there or pause it first"
+                    )));
+                }
+            }
+        };
         self.store.set_fence(
             task,
             Some(Fence {
                 key: key.into_bytes(),
                 create_revision: rev,
+                holder: self.id.clone(),
             }),
         );
         self.inner().owned.insert(task.to_string(), rev);
@@ -150,8 +167,9 @@ impl Cluster {
     /// Delete the task's ownership key if it is still ours, and forget it.
     pub async fn release(&self, task: &str) {
         let rev = self.inner().owned.remove(task);
-        self.store.set_fence(task, None);
         if let Some(rev) = rev {
+            // ours until the key is deleted; a lost task keeps its (refusing) fence
+            self.store.set_fence(task, None);
             let key = self.owner_key(task);
             let txn = Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, rev)])
@@ -320,12 +338,15 @@ impl Cluster {
             .into_iter()
             .filter_map(|(id, b)| serde_json::from_slice(&b).ok().map(|d| (id, d)))
             .collect();
+        // what this instance owned before the owners are read: a task taken while they are
+        // read (a create) is not in the scan and must not count as lost
+        let owned: Vec<(String, i64)> = self.inner().owned.clone().into_iter().collect();
         let owners = self.owners().await?;
         let instances = self.instances().await?;
         // tasks lost (their key expired or changed hands)
-        let owned: Vec<(String, i64)> = self.inner().owned.clone().into_iter().collect();
         for (task, rev) in &owned {
-            if owners.get(task) != Some(&(self.id.clone(), *rev)) {
+            let still = self.inner().owned.get(task) == Some(rev);
+            if still && owners.get(task) != Some(&(self.id.clone(), *rev)) {
                 warn!(message = "Lost the ownership of a task; stopping it here.", task_id = %task);
                 self.forget(task);
                 mgr.abandon(task).await;
@@ -381,44 +402,8 @@ impl Cluster {
             }
         }
         crate::metrics::cluster_owned(self.inner().owned.len());
+        crate::metrics::cluster_fenced(self.store.fenced_commits());
         Ok(())
-    }
-
-    /// `GET /cluster`: instances, task owners, this instance's lease.
-    pub async fn describe(&self, mgr: &TaskManager) -> Result<Value, ApiError> {
-        let owners = self.owners().await?;
-        let instances = self.instances().await?;
-        let (lease, renewed) = {
-            let i = self.inner();
-            (i.lease, i.renewed.map(|t| t.elapsed().as_millis() as u64))
-        };
-        let list: Vec<Value> = instances
-            .iter()
-            .map(|(id, reg)| {
-                let tasks: Vec<&String> = owners
-                    .iter()
-                    .filter(|(_, (o, _))| o == id)
-                    .map(|(t, _)| t)
-                    .collect();
-                json!({ "instance_id": id, "url": reg.get("url"), "tasks": tasks })
-            })
-            .collect();
-        let tasks: Vec<Value> = mgr
-            .list()
-            .into_iter()
-            .map(|t| {
-                let owner = owners.get(&t.task_id).map(|(o, _)| o.clone());
-                json!({ "task_id": t.task_id, "state": t.state, "owner": owner })
-            })
-            .collect();
-        Ok(json!({
-            "mode": "etcd",
-            "instance_id": self.id,
-            "ttl_secs": self.ttl,
-            "lease": { "id": lease, "held": lease.is_some(), "renewed_ms_ago": renewed },
-            "instances": list,
-            "tasks": tasks,
-        }))
     }
 
     /// Stop the loop and revoke the lease (others take the tasks over at once). Call after
@@ -440,6 +425,8 @@ impl Cluster {
         self.stop.cancel();
     }
 }
+
+mod view;
 
 #[cfg(test)]
 mod tests;

@@ -1,13 +1,18 @@
 //! What the cluster loop ([`crate::cluster`]) asks of the task manager: mirror the task
 //! documents stored by other instances, take a task over, stop a task that was lost, paused
 //! or deleted elsewhere.
+//!
+//! And what `pause`/`resume` need in a cluster: they act on the stored document read fresh
+//! from etcd (the local mirror may be a second old), and a resume stores `Running` only if
+//! the document is still the one it read: a pause sent to another instance while the
+//! pipeline was starting wins, instead of being overwritten.
 
 use std::collections::HashMap;
 
 use tracing::{info, warn};
 
 use crate::envelope::ApiError;
-use crate::manager::TaskManager;
+use crate::manager::{Slot, SlotOp, TaskManager};
 use crate::task::{TaskDoc, TaskState};
 
 impl TaskManager {
@@ -42,6 +47,86 @@ impl TaskManager {
             }
         }
         removed
+    }
+
+    /// Cluster mode: replace the slot's document by the stored one and return its bytes
+    /// (`Ok(None)` without a cluster).
+    ///
+    /// # Errors
+    /// Not found when another instance deleted the task; etcd failures.
+    pub(crate) async fn refresh_doc(&self, slot: &Slot) -> Result<Option<Vec<u8>>, ApiError> {
+        let Some(c) = self.cluster.get() else {
+            return Ok(None);
+        };
+        let bytes = c
+            .read_doc(&slot.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(&slot.id))?;
+        if let Ok(doc) = serde_json::from_slice::<TaskDoc>(&bytes) {
+            if let Ok(mut d) = slot.doc.write() {
+                *d = doc;
+            }
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Store a new state and reason. In a cluster the write is conditional on the stored
+    /// document still being `read` (what the operation began from); `Ok(false)` when another
+    /// instance changed or deleted it meanwhile (nothing written, the mirror refreshed).
+    pub(crate) async fn set_state_if(
+        &self,
+        slot: &Slot,
+        state: TaskState,
+        reason: &str,
+        read: Option<Vec<u8>>,
+    ) -> Result<bool, ApiError> {
+        let Some(c) = self.cluster.get() else {
+            return self.set_state(slot, state, reason).await.map(|()| true);
+        };
+        let mut doc = slot.snapshot();
+        doc.state = state;
+        doc.reason = reason.to_string();
+        doc.updated_ms = cdc_engine::metrics::now_ms();
+        let bytes = serde_json::to_vec(&doc)
+            .map_err(|e| ApiError::internal(format!("cannot encode task {}: {e}", slot.id)))?;
+        let written = c.put_doc_if(&slot.id, bytes, read).await?;
+        if written {
+            if let Ok(mut d) = slot.doc.write() {
+                *d = doc;
+            }
+        } else {
+            let _ = self.refresh_doc(slot).await;
+        }
+        self.refresh_metrics();
+        Ok(written)
+    }
+
+    /// Mark a just-started task `Running`, unless another instance paused or deleted it
+    /// while it started (see [`TaskManager::set_state_if`]): then the pipeline is stopped
+    /// again, the ownership key released, and the answer says why.
+    pub(crate) async fn set_running(
+        &self,
+        slot: &Slot,
+        op: &mut SlotOp,
+        read: Option<Vec<u8>>,
+    ) -> Result<(), ApiError> {
+        if self
+            .set_state_if(slot, TaskState::Running, "", read)
+            .await?
+        {
+            return Ok(());
+        }
+        warn!(message = "The task was changed through another instance while it started; \
+                         stopping it again.", task_id = %slot.id);
+        self.stop_run(op).await;
+        if let Some(c) = self.cluster.get() {
+            c.release(&slot.id).await;
+        }
+        Err(ApiError::bad_request(format!(
+            "task {} was paused or deleted through another cluster instance while it started; \
+             it was not resumed (see its state)",
+            slot.id
+        )))
     }
 
     /// Take a running, unowned task over and start it from its committed checkpoint.

@@ -70,6 +70,11 @@ pub struct ServerConfig {
     /// the API is open to anyone who reaches the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<crate::auth::AuthConfig>,
+    /// Built-in HTTPS (`tls: { cert_path, key_path }`, PEM files): the API port then speaks
+    /// only TLS. Without it the API is plain HTTP (terminate TLS in front, or keep `address`
+    /// on loopback or a private network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsConfig>,
     /// Largest accepted request body in bytes; larger requests get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -270,6 +275,17 @@ impl ServerConfig {
             if a.tokens_file.as_os_str().is_empty() {
                 return err("auth.tokens_file", "must not be empty".into());
             }
+            if a.reload_secs > 3600 {
+                return err(
+                    "auth.reload_secs",
+                    "must be between 0 (SIGHUP only) and 3600".into(),
+                );
+            }
+        }
+        if let Some(t) = &self.tls {
+            if let Err((f, m)) = t.validate() {
+                return err(&format!("tls.{f}"), m);
+            }
         }
         Ok(())
     }
@@ -308,9 +324,15 @@ mod tests {
         let text = format!(
             "{MIN}state:\n  etcd: {{ endpoints: [\"127.0.0.1:2379\"], prefix: cdc-a, user: u, \
              password: p, tls: {{ ca_path: /ca.pem }} }}\ncluster: {{ ttl_secs: 5 }}\n\
-             auth: {{ tokens_file: /etc/t }}\n"
+             auth: {{ tokens_file: /etc/t, reload_secs: 5 }}\n\
+             tls: {{ cert_path: /etc/c.pem, key_path: /etc/k.pem }}\n"
         );
         let c = ServerConfig::parse(&text, "t.yaml").unwrap();
+        assert_eq!(c.auth.as_ref().map(|a| a.reload_secs), Some(5));
+        assert_eq!(
+            c.tls.as_ref().map(|t| t.key_path.clone()),
+            Some(PathBuf::from("/etc/k.pem"))
+        );
         let e = c.state.unwrap().etcd.unwrap();
         assert_eq!((e.prefix.as_str(), e.user.as_deref()), ("cdc-a", Some("u")));
         assert_eq!(c.cluster.ttl_secs, 5);
@@ -326,6 +348,13 @@ mod tests {
             ("log_level: \"info,[\"\n", "log_level"),
             ("http_status: sometimes\n", "http_status"),
             ("checkpoint: { interval_ms: 1 }\n", "checkpoint.interval_ms"),
+            ("tls: { cert_path: /c.pem }\n", "key_path"),
+            ("tls: { cert_path: /c.pem, key: /k.pem }\n", "key"),
+            ("tls: { cert_path: \"\", key_path: /k }\n", "tls.cert_path"),
+            (
+                "auth: { tokens_file: /t, reload_secs: 4000 }\n",
+                "auth.reload_secs",
+            ),
         ] {
             let e = ServerConfig::parse(&format!("{MIN}{extra}"), "t.yaml").unwrap_err();
             assert!(e.to_string().contains(field), "{field}: {e}");

@@ -59,8 +59,9 @@ pub struct AppState {
     pub manager: Arc<TaskManager>,
     /// Status line policy of `POST /cdc`.
     pub mode: HttpStatusMode,
-    /// Bearer tokens (`auth.tokens_file`); `None` leaves the API open.
-    pub auth: Option<Arc<crate::auth::Tokens>>,
+    /// Bearer tokens (`auth.tokens_file`, reloaded while running); `None` leaves the API
+    /// open.
+    pub auth: Option<Arc<crate::auth::TokenStore>>,
     /// Largest accepted request body (`max_body_bytes`).
     pub max_body_bytes: usize,
 }

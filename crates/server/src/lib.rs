@@ -29,11 +29,14 @@ pub mod positions;
 pub mod request;
 pub mod secrets;
 pub mod task;
+pub mod tls;
 pub mod translate;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use config::{HttpStatusMode, ServerConfig};
@@ -78,20 +81,33 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             .instance_id
             .clone()
             .unwrap_or_else(|| default_instance_id(&config.address));
-        let url = config
-            .cluster
-            .advertise_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.address));
+        let url = config.cluster.advertise_url.clone().unwrap_or_else(|| {
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", config.address)
+        });
         cluster::Cluster::new(etcd, id, url, config.cluster.ttl_secs)
     });
     let address = config.address.clone();
     let mode = config.http_status;
     let max_body_bytes = config.max_body_bytes;
+    let tls = match &config.tls {
+        Some(t) => Some(t.server_config().map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    let reloader = CancellationToken::new();
     let auth = match &config.auth {
-        Some(a) => Some(Arc::new(
-            auth::Tokens::load(&a.tokens_file).map_err(|e| anyhow::anyhow!("{e}"))?,
-        )),
+        Some(a) => {
+            let store = Arc::new(
+                auth::TokenStore::open(&a.tokens_file).map_err(|e| anyhow::anyhow!("{e}"))?,
+            );
+            let every = (a.reload_secs > 0).then(|| Duration::from_secs(a.reload_secs));
+            tokio::spawn(store.clone().watch(every, reloader.clone()));
+            Some(store)
+        }
         None => {
             tracing::warn!(
                 message = "The task API has no authentication (no `auth.tokens_file`); anyone \
@@ -122,12 +138,16 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     })
     .workers(2)
     .disable_signals()
-    .shutdown_timeout(5)
-    .bind(&address)
+    .shutdown_timeout(5);
+    let https = tls.is_some();
+    let server = match tls {
+        Some(t) => server.bind_rustls_0_23(&address, t),
+        None => server.bind(&address),
+    }
     .with_context(|| format!("cannot listen on {address} (is the port in use?)"))?
     .run();
     let handle = server.handle();
-    info!(message = "Serving the task API.", address = %address, tasks = manager.len());
+    info!(message = "Serving the task API.", address = %address, https, tasks = manager.len());
 
     let starter = {
         let m = manager.clone();
@@ -146,6 +166,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     if let Some(c) = &cluster {
         c.stop_loop();
     }
+    reloader.cancel();
     manager.shutdown().await;
     if let Some(c) = &cluster {
         c.shutdown().await;

@@ -428,6 +428,7 @@ impl TaskManager {
         if op.deleted {
             return Err(ApiError::not_found(task_id));
         }
+        let read = self.refresh_doc(&slot).await?;
         if slot.snapshot().state == TaskState::Paused {
             return Err(ApiError::bad_request(format!(
                 "the task has paused, task_id: {task_id}"
@@ -436,16 +437,23 @@ impl TaskManager {
         self.stop_run(&mut op).await;
         info!(message = "Task paused.", task_id = %task_id);
         let stored = self
-            .set_state(
+            .set_state_if(
                 &slot,
                 TaskState::Paused,
                 "manually pause through http interface",
+                read,
             )
             .await;
         if let Some(c) = self.cluster.get() {
             c.release(task_id).await;
         }
-        stored
+        match stored? {
+            true => Ok(()),
+            false => Err(ApiError::bad_request(format!(
+                "task {task_id} was changed through another cluster instance meanwhile \
+                 (resumed or deleted there); see its state and send the pause again"
+            ))),
+        }
     }
 
     /// `resume`: start the pipeline again from the committed checkpoint. `credentials` supply
@@ -462,6 +470,7 @@ impl TaskManager {
         if op.deleted {
             return Err(ApiError::not_found(task_id));
         }
+        let read = self.refresh_doc(&slot).await?;
         let doc = slot.snapshot();
         if doc.state == TaskState::Running && op.run.is_some() {
             return Err(ApiError::bad_request(format!(
@@ -485,8 +494,9 @@ impl TaskManager {
         }
         match self.start(&slot, &mut op, false).await {
             Ok(()) => {
+                self.set_running(&slot, &mut op, read).await?;
                 info!(message = "Task resumed.", task_id = %task_id);
-                self.set_state(&slot, TaskState::Running, "").await
+                Ok(())
             }
             Err(e) if e.message.contains("is run by cluster instance") => Err(e),
             Err(e) => {

@@ -36,6 +36,8 @@ struct ServerMetrics {
     latency: HistogramVec,
     owned: IntGauge,
     takeovers: IntCounter,
+    fenced: IntCounter,
+    token_reloads: IntCounterVec,
 }
 
 fn metrics() -> &'static ServerMetrics {
@@ -90,7 +92,38 @@ fn metrics() -> &'static ServerMetrics {
             )
             .expect("valid metric"),
         ),
+        fenced: cdc_engine::metrics::register(
+            IntCounter::new(
+                "milvus_cdc_cluster_fenced_commits_total",
+                "checkpoint commits etcd refused because this instance no longer owned the task",
+            )
+            .expect("valid metric"),
+        ),
+        token_reloads: cdc_engine::metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "milvus_cdc_auth_token_reloads_total",
+                    "re-reads of auth.tokens_file (result ok, or error: previous tokens kept)",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+        ),
     })
+}
+
+/// Set the number of fenced (refused) checkpoint commits so far (from the state store).
+pub fn cluster_fenced(total: u64) {
+    let c = &metrics().fenced;
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+/// Count a re-read of the tokens file (`ok` or `error`).
+pub fn token_reload(result: &str) {
+    metrics().token_reloads.with_label_values(&[result]).inc();
 }
 
 /// Set the number of tasks this cluster instance owns.

@@ -11,12 +11,16 @@
 //! Fencing: [`EtcdStore::set_fence`] makes every commit of a pipeline conditional on a key
 //! still having the create revision its owner got when it took the key (the per-task
 //! ownership key of [`cdc-server`'s cluster]); once that key expired or changed hands the
-//! transaction fails with [`StateError::Fenced`] and writes nothing.
+//! transaction fails with [`StateError::Fenced`] and writes nothing. A fenced commit also
+//! writes `P/checkpoints/{pipeline}/{sink}/committed_by` (the fence's holder) in the same
+//! transaction, so etcd's history shows which instance wrote every checkpoint; refusals are
+//! counted ([`EtcdStore::fenced_commits`]).
 //!
 //! The [`StateStore`] trait is synchronous; the store runs its own small tokio runtime and
 //! waits for each request, like the sled backend waits for its fsync.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -100,6 +104,8 @@ pub struct Fence {
     pub key: Vec<u8>,
     /// Its create revision when the owner took it.
     pub create_revision: i64,
+    /// Who holds it (an instance id), written as `committed_by` with every commit.
+    pub holder: String,
 }
 
 /// [`StateStore`] on etcd.
@@ -110,6 +116,7 @@ pub struct EtcdStore {
     endpoints: String,
     timeout: Duration,
     fences: Mutex<HashMap<String, Fence>>,
+    fenced: AtomicU64,
 }
 
 impl Drop for EtcdStore {
@@ -191,6 +198,7 @@ impl EtcdStore {
             endpoints: endpoints_text,
             timeout,
             fences: Mutex::new(HashMap::new()),
+            fenced: AtomicU64::new(0),
         })
     }
 
@@ -212,6 +220,11 @@ impl EtcdStore {
                 None => m.remove(pipeline),
             };
         }
+    }
+
+    /// Commits refused by a fence since the store was opened.
+    pub fn fenced_commits(&self) -> u64 {
+        self.fenced.load(Ordering::Relaxed)
     }
 
     fn backend(&self, what: &str, e: impl std::fmt::Display) -> StateError {
@@ -243,6 +256,31 @@ impl EtcdStore {
                 Err(self.backend(what, format!("no answer within {} ms", limit.as_millis())))
             }
         }
+    }
+
+    /// Store a task document only if the stored one is still `expected` (`None`: absent).
+    /// `Ok(false)` when it changed meanwhile (another instance wrote it); nothing is written
+    /// then.
+    ///
+    /// # Errors
+    /// etcd fails or cannot be reached.
+    pub fn put_task_if(
+        &self,
+        task_id: &str,
+        doc: &[u8],
+        expected: Option<&[u8]>,
+    ) -> Result<bool, StateError> {
+        let key = self.task_key(task_id);
+        let cmp = match expected {
+            Some(v) => Compare::value(key.clone(), CompareOp::Equal, v.to_vec()),
+            None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+        };
+        let txn = Txn::new()
+            .when([cmp])
+            .and_then([TxnOp::put(key, doc.to_vec(), None)]);
+        let mut kv = self.client.kv_client();
+        let resp = self.run("store a task", async move { kv.txn(txn).await })?;
+        Ok(resp.succeeded())
     }
 
     fn task_key(&self, id: &str) -> String {
@@ -337,11 +375,23 @@ impl StateStore for EtcdStore {
                 CompareOp::Equal,
                 f.create_revision,
             )]);
+            ops.push(TxnOp::put(
+                format!("{prefix}committed_by"),
+                f.holder.clone(),
+                None,
+            ));
         }
         let txn = txn.and_then(ops);
         let mut kv = self.client.kv_client();
         let resp = self.run("commit a checkpoint", async move { kv.txn(txn).await })?;
         if !resp.succeeded() {
+            self.fenced.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                message = "Checkpoint commit refused: this instance no longer owns the task.",
+                pipeline,
+                sink,
+                epoch
+            );
             return Err(StateError::Fenced {
                 pipeline: pipeline.to_string(),
                 message: format!(

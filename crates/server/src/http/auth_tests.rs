@@ -35,9 +35,9 @@ macro_rules! app {
                 .app_data(web::Data::new(AppState {
                     manager: $mgr.clone(),
                     mode: HttpStatusMode::Mirror,
-                    auth: Some(Arc::new(
+                    auth: Some(Arc::new(crate::auth::TokenStore::fixed(
                         Tokens::parse(&format!("{ADMIN} admin\n{READ} read\n")).unwrap(),
-                    )),
+                    ))),
                     max_body_bytes: $limit,
                 }))
                 .wrap(actix_web::middleware::from_fn(crate::auth::check))

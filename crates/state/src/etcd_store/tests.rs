@@ -80,6 +80,7 @@ fn a_fenced_commit_writes_nothing() {
         Some(Fence {
             key: owner_key.clone(),
             create_revision: rev,
+            holder: "me".into(),
         }),
     );
     s.commit("t", "k", 1, &offs(&[("c", 1)])).unwrap();
@@ -97,6 +98,15 @@ fn a_fenced_commit_writes_nothing() {
     }
     let cp = s.load("t", "k").unwrap();
     assert_eq!((cp.epoch, cp.offsets), (1, offs(&[("c", 1)])));
+    assert_eq!(s.fenced_commits(), 1);
+    let by = rt.block_on(async {
+        let r = c
+            .get("cdc/checkpoints/t/k/committed_by", None)
+            .await
+            .unwrap();
+        r.kvs().first().map(|kv| kv.value().to_vec())
+    });
+    assert_eq!(by.as_deref(), Some(&b"me"[..]), "the writer is recorded");
     // other pipelines are not fenced; lifting the fence lets commits through again
     s.commit("u", "k", 1, &offs(&[("c", 1)])).unwrap();
     s.set_fence("t", None);
@@ -136,4 +146,17 @@ fn requests_fail_cleanly_while_etcd_is_down_and_work_after() {
     }
     assert_eq!(s.load("p", "k").unwrap().epoch, 1);
     s.commit("p", "k", 3, &offs(&[("c", 3)])).unwrap();
+}
+
+#[test]
+fn a_conditional_task_write_refuses_a_changed_document() {
+    let etcd = PrivateEtcd::start("cas");
+    let s = store(&etcd, "cdc");
+    assert!(s.put_task_if("t", b"v1", None).unwrap());
+    assert!(!s.put_task_if("t", b"v2", None).unwrap(), "exists already");
+    assert!(s.put_task_if("t", b"v2", Some(b"v1")).unwrap());
+    // another writer changed it: a write based on v2 is refused and changes nothing
+    s.put_task("t", b"paused elsewhere").unwrap();
+    assert!(!s.put_task_if("t", b"v3", Some(b"v2")).unwrap());
+    assert_eq!(s.get_task("t").unwrap().unwrap(), b"paused elsewhere");
 }
