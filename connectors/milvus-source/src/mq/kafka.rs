@@ -153,6 +153,10 @@ impl KafkaClient {
             ("queued.max.messages.kbytes", "2048".into()),
             ("fetch.max.bytes", "4194304".into()),
             ("max.partition.fetch.bytes", "1048576".into()),
+            // A response over this limit is dropped and fetched again for ever. Compliant
+            // brokers stay near `fetch.max.bytes`; noida-db answered one channel's fetch with
+            // its whole backlog (200 MB for 400 messages of 500 kB), so the ceiling is high.
+            ("receive.message.max.bytes", "1073741824".into()),
             ("client.id", "milvus-cdc-source".into()),
         ]
         .into_iter()
