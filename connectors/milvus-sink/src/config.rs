@@ -53,8 +53,9 @@ pub struct MilvusSinkConfig {
     /// mode such inserts are sent as a delete of their keys followed by the insert.
     #[serde(default = "default_replay_window_secs")]
     pub replay_window_secs: u64,
-    /// Merging of consecutive inserts into one request (`api` mode; `replicate` mode sends
-    /// each change as it came).
+    /// Merging of consecutive inserts into one request (`api` mode); in `replicate` mode the
+    /// limits of one `ReplicateMessage` pack (the changes queued on one target channel while
+    /// its previous pack was in flight; each keeps its own messages).
     #[serde(default)]
     pub batch: BatchConfig,
     /// Retries of failed requests that may succeed later (target unreachable, rate limited...).
@@ -70,8 +71,9 @@ pub struct MilvusSinkConfig {
     /// Names: see [`SKIPPABLE_DDL`].
     #[serde(default)]
     pub skip_refused: Vec<String>,
-    /// Changes queued per writer (one writer per target collection and source shard) before
-    /// `write` waits; bounds memory together with `batch`.
+    /// Changes queued per writer (one writer per target collection and source shard; in
+    /// `replicate` mode one per target physical channel) before `write` waits; bounds memory
+    /// together with `batch`.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
     /// Settings of `mode: replicate`.

@@ -15,7 +15,9 @@
 //! - Every produced message has its own `msgID` (see [`msg_base`]); the standby drops
 //!   repeated IDs.
 //!
-//! Changes are applied one at a time, in order (no per-shard parallelism in this mode).
+//! DML goes through one sender task per target physical channel ([`pack`]): channels are
+//! written in parallel, and the changes queued on a channel while its previous pack was in
+//! flight go as one pack. DDL waits until every sender is drained.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use cdc_engine::metrics::{now_ms, ComponentMetrics};
 use cdc_engine::{ChangeEvent, DeliveryGuarantee, EngineError, ErrorKind, Op, Sink, SinkContext};
 use cdc_protocol::common::{MsgBase, MsgType, ReplicateInfo};
 use cdc_protocol::milvus::ReplicateMessageRequest;
-use cdc_protocol::msg::{self, InsertDataVersion, MsgPosition};
+use cdc_protocol::msg::{self, MsgPosition};
 use prost::Message;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
@@ -35,6 +37,9 @@ use tracing::{info, warn};
 
 use crate::ddl::{self, Shared};
 use crate::meta::{CollectionInfo, MetaCache};
+use crate::writer::FailSlot;
+
+mod pack;
 
 /// Last timestamp sent on each target physical channel; one lock per channel keeps data and
 /// time ticks of a channel in timestamp order on the wire.
@@ -132,11 +137,11 @@ fn time_tick(ts: u64) -> Bytes {
     .into()
 }
 
-/// Produce `build(ts, again)` (plus a time tick at `ts + 2`) on `pchannel` at a timestamp of
-/// at least `min_ts`, strictly after everything sent there before. `build` stamps deletes
-/// with `ts` and inserts with `ts + 1`: the standby's query nodes apply a delete to rows with
-/// a timestamp up to and including its own, so an upsert's insert at the delete's timestamp
-/// would be deleted too.
+/// Produce `build(ts, again)` (plus a time tick at `ts + span - 1`) on `pchannel` at a
+/// timestamp of at least `min_ts`, strictly after everything sent there before; `build` uses
+/// the timestamps `ts .. ts + span - 1`. A change's delete goes at its `ts` and its insert at
+/// `ts + 1`: the standby's query nodes apply a delete to rows with a timestamp up to and
+/// including its own, so an upsert's insert at the delete's timestamp would be deleted too.
 ///
 /// A failed attempt may still have been produced, so each retry gets fresh timestamps after
 /// it and `again = true`, on which `build` adds a delete of the keys it inserts: the retry
@@ -147,6 +152,7 @@ async fn send_pack(
     pchannel: &str,
     (db, coll, op): (&str, &str, &str),
     min_ts: u64,
+    span: u64,
     build: impl Fn(u64, bool) -> Vec<Bytes>,
 ) -> Result<u64, EngineError> {
     let lock = chans.get(pchannel);
@@ -157,10 +163,11 @@ async fn send_pack(
     let res = sh
         .retry(db, coll, op, || {
             let ts = next;
-            next = ts + 3;
+            next = ts + span;
             attempts += 1;
             let mut msgs = build(ts, attempts > 1);
-            msgs.push(time_tick(ts + 2));
+            let end = ts + span - 1;
+            msgs.push(time_tick(end));
             let pos = MsgPosition {
                 channel_name: pchannel.to_string(),
                 timestamp: ts,
@@ -170,7 +177,7 @@ async fn send_pack(
                 base: Some(replicate_base(MsgType::Replicate, ts)),
                 channel_name: pchannel.to_string(),
                 begin_ts: ts,
-                end_ts: ts + 2,
+                end_ts: end,
                 msgs,
                 start_positions: vec![pos.clone()],
                 end_positions: vec![pos],
@@ -201,6 +208,10 @@ pub struct ReplicateSink {
     /// Inserts with a source time (ms) up to this one may have been written by a previous
     /// run: they are sent as delete + insert (see `replay_window_secs` and `write_part`).
     replay_until_ms: u64,
+    /// DML senders by target physical channel.
+    senders: HashMap<String, pack::Sender>,
+    /// The first failure of a sender.
+    failed: FailSlot,
 }
 
 impl ReplicateSink {
@@ -214,7 +225,41 @@ impl ReplicateSink {
             ticker: None,
             metrics,
             replay_until_ms: 0,
+            senders: HashMap::new(),
+            failed: FailSlot::default(),
         }
+    }
+
+    fn failure(&self) -> Option<EngineError> {
+        self.failed.lock().ok().and_then(|s| s.clone())
+    }
+
+    fn check(&self) -> Result<(), EngineError> {
+        match self.failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every sender has produced and the standby acknowledged all it was given.
+    async fn drain(&mut self) -> Result<(), EngineError> {
+        let mut waits = Vec::with_capacity(self.senders.len());
+        for s in self.senders.values() {
+            if let Some(rx) = s.flush().await {
+                waits.push(rx);
+            }
+        }
+        for rx in waits {
+            // A dropped answer means the sender failed; its error is in the slot.
+            let _ = rx.await;
+        }
+        self.check()?;
+        if self.senders.values().any(|s| s.is_finished()) {
+            return Err(self
+                .failure()
+                .unwrap_or_else(|| self.err("a replicate sender stopped".to_string())));
+        }
+        Ok(())
     }
 
     fn err(&self, msg: String) -> EngineError {
@@ -324,14 +369,10 @@ impl ReplicateSink {
             }
             Op::Ddl(_) => return Ok(()),
         }
-        let (op, rows) = (ev.op.kind(), ev.op.rows());
-        self.metrics.written(op, rows, ev.position.ts);
-        self.metrics
-            .replicate_rows(ev.collection_id, &ev.collection, op, rows);
         Ok(())
     }
 
-    /// Send deletes and/or inserts of one change as one pack.
+    /// Queue the deletes and/or inserts of one change on the sender of its target channel.
     async fn write_part(
         &mut self,
         ev: &ChangeEvent,
@@ -370,75 +411,59 @@ impl ReplicateSink {
             }
             cols
         });
-        let collection_id = info.collection_id;
         // An insert that may repeat an earlier write goes after a delete of its keys, so one
         // copy of each row remains: a change a crashed previous run may already have written
         // (`replay_until_ms`), or any retry (see `send_pack`). An upsert's own delete covers
         // its keys.
         let replay = !info.created_here
             && cdc_protocol::ts::physical_ms(ev.position.ts) <= self.replay_until_ms;
-        let redelete_keys = insert
+        let redelete = insert
             .filter(|_| delete.is_none())
             .and_then(|b| crate::batch::pk_ids(&b.columns, &info.pk_name));
-        let build = |ts: u64, again: bool| {
-            let mut msgs = Vec::new();
-            let del = match delete {
-                Some(d) => Some((&d.primary_keys, d.partition.clone(), del_pid)),
-                None if replay || again => redelete_keys.as_ref().map(|k| (k, None, -1)),
-                None => None,
-            };
-            if let Some((keys, partition, partition_id)) = del {
-                let n = crate::expr::ids_len(keys);
-                if n > 0 {
-                    msgs.push(Bytes::from(
-                        msg::DeleteRequest {
-                            base: msg_base(MsgType::Delete, ts),
-                            shard_name: vch.clone(),
-                            db_name: db.to_string(),
-                            collection_name: coll.to_string(),
-                            partition_name: partition.unwrap_or_default(),
-                            collection_id,
-                            partition_id,
-                            timestamps: vec![ts; n],
-                            num_rows: n as i64,
-                            primary_keys: Some(keys.clone()),
-                            ..Default::default()
-                        }
-                        .encode_to_vec(),
-                    ));
-                }
-            }
-            if let (Some(b), Some(cols)) = (insert, &columns) {
-                if b.num_rows > 0 {
-                    let n = b.num_rows;
-                    msgs.push(Bytes::from(
-                        msg::InsertRequest {
-                            base: msg_base(MsgType::Insert, ts + 1),
-                            shard_name: vch.clone(),
-                            db_name: db.to_string(),
-                            collection_name: coll.to_string(),
-                            partition_name: b.partition.clone(),
-                            collection_id,
-                            partition_id: ins_pid,
-                            timestamps: vec![ts + 1; n],
-                            // Row IDs are internal to Milvus; any unique values do.
-                            row_i_ds: (0..n as i64)
-                                .map(|i| (ts as i64 + 1).wrapping_add(i))
-                                .collect(),
-                            fields_data: cols.clone(),
-                            num_rows: n as u64,
-                            version: InsertDataVersion::ColumnBased as i32,
-                            ..Default::default()
-                        }
-                        .encode_to_vec(),
-                    ));
-                }
-            }
-            msgs
+        let bytes = columns
+            .as_ref()
+            .map_or(0, |c| c.iter().map(Message::encoded_len).sum());
+        let part = pack::Part {
+            vchannel: vch,
+            db: db.to_string(),
+            coll: coll.to_string(),
+            collection_id: info.collection_id,
+            delete: delete.map(|d| pack::PartDelete {
+                keys: d.primary_keys.clone(),
+                partition: d.partition.clone(),
+                partition_id: del_pid,
+            }),
+            redelete,
+            replay,
+            insert: insert.zip(columns).map(|(b, columns)| pack::PartInsert {
+                columns,
+                partition: b.partition.clone(),
+                partition_id: ins_pid,
+                num_rows: b.num_rows,
+            }),
+            min_ts: ev.position.ts.max(info.created_ts + 1),
+            op: ev.op.kind(),
+            rows: ev.op.rows(),
+            source_ts: ev.position.ts,
+            source_collection_id: ev.collection_id,
+            source_collection: ev.collection.clone(),
+            bytes,
         };
-        let min_ts = ev.position.ts.max(info.created_ts + 1);
-        let op = ev.op.kind();
-        send_pack(&self.sh, &self.chans, &pch, (db, coll, op), min_ts, build).await?;
+        self.check()?;
+        let sender = match self.senders.entry(pch.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(pack::Sender::spawn(
+                self.sh.clone(),
+                self.chans.clone(),
+                pch,
+                self.failed.clone(),
+                self.metrics.clone(),
+            )),
+        };
+        if !sender.send(part).await {
+            self.check()?;
+            return Err(self.err("a replicate sender stopped".to_string()));
+        }
         Ok(())
     }
 
@@ -509,7 +534,7 @@ impl ReplicateSink {
             } else {
                 "drop_collection"
             };
-            send_pack(&self.sh, &self.chans, pch, (db, coll, op), min_ts, build).await?;
+            send_pack(&self.sh, &self.chans, pch, (db, coll, op), min_ts, 3, build).await?;
         }
         Ok(())
     }
@@ -575,6 +600,8 @@ impl Sink for ReplicateSink {
     async fn write(&mut self, event: Arc<ChangeEvent>) -> Result<(), EngineError> {
         match &event.op {
             Op::Ddl(d) => {
+                // DDL after every DML before it (one global order).
+                self.drain().await?;
                 match d {
                     cdc_engine::Ddl::DropCollection => self.announce_drop(&event, None).await?,
                     cdc_engine::Ddl::DropPartition { partition } => {
@@ -616,11 +643,13 @@ impl Sink for ReplicateSink {
     }
 
     async fn flush(&mut self) -> Result<(), EngineError> {
-        // Every write was acknowledged before `write` returned.
-        Ok(())
+        self.drain().await
     }
 
     async fn close(&mut self) {
+        for s in self.senders.values() {
+            s.abort();
+        }
         if let Some(t) = self.ticker.take() {
             t.abort();
         }

@@ -135,6 +135,7 @@ mod tests {
             channel: 1,
             offset: vec![0, 0, 0, 0, 0, 0, 0, 3],
             ts: 10,
+            bytes: 0,
             payload: Payload::Mq(MqMessage::CreateCollection(msg)),
         }]
     }

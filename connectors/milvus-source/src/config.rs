@@ -72,9 +72,14 @@ pub struct MilvusSourceConfig {
     /// Messages buffered between each channel reader and the merger (per channel).
     #[serde(default = "default_channel_buffer")]
     pub channel_buffer: usize,
-    /// Upper bound, in MiB, of the decoded changes held back per channel while waiting for the
-    /// other channels' time ticks. A channel over it is read only when it is the one the
-    /// ordering waits for.
+    /// Memory budget, in MiB, of the changes the source has read and not yet handed on, over
+    /// all channels: those buffered between the readers and the merger and those held back
+    /// waiting for the other channels' time ticks. A reader over it stops reading and pauses
+    /// its consumer (Kafka: `pause` on the partition) until half of it is free, unless the
+    /// ordering waits on its channel; the decoded backlog in memory therefore stays near this
+    /// bound however long the outage was (`milvus_cdc_source_pending_bytes`). Also the most
+    /// one channel may hold back, and the largest streaming transaction held before its
+    /// commit. Default 32.
     #[serde(default = "default_max_pending_mib")]
     pub max_pending_mib: usize,
     /// The source Milvus gRPC endpoint, `http://host:port` or `https://host:port` (e.g.
@@ -277,7 +282,7 @@ fn default_channel_buffer() -> usize {
     32
 }
 fn default_max_pending_mib() -> usize {
-    64
+    32
 }
 fn default_etcd_timeout_ms() -> u64 {
     10_000

@@ -84,6 +84,8 @@ pub(crate) struct Released<T> {
     pub offset: Offset,
     /// Its hybrid timestamp.
     pub ts: u64,
+    /// Its size as given to [`Merger::push`].
+    pub bytes: usize,
     /// The decoded change.
     pub payload: T,
 }
@@ -435,6 +437,7 @@ impl<T> Merger<T> {
                     channel: key.1,
                     offset: key.2,
                     ts: key.0,
+                    bytes: e.bytes,
                     payload: e.payload,
                 });
             }

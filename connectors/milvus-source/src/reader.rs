@@ -32,6 +32,7 @@ use crate::config::{OnDecodeError, COMPONENT};
 use crate::decode::{self, DecodeOptions, Decoded, Payload, RawMessage, Txn};
 use crate::input::Input;
 use crate::metrics::{SkipReason, SourceMetrics};
+use crate::mq::budget::Gate;
 use crate::mq::resilient::ResilientReader;
 use crate::mq::{reached, MqClient, MqReader, StartAt};
 
@@ -59,6 +60,8 @@ pub(crate) struct ReaderTask {
     pub hold: TxnHold,
     /// How the reader reconnects after the message queue went away.
     pub reconnect: RetryPolicy,
+    /// The source's memory budget: the reader pauses while it is spent ([`Gate`]).
+    pub gate: Arc<Gate>,
 }
 
 impl ReaderTask {
@@ -74,7 +77,18 @@ impl ReaderTask {
             self.source_metrics.pipeline(),
         );
         let mut waiting: Vec<(u64, Option<Vec<u8>>)> = Vec::new();
+        let mut paused = false;
         loop {
+            let pause = self.gate.must_pause();
+            if pause != paused {
+                if let Err(e) = reader.set_paused(pause) {
+                    let _ = self.tx.send(Input::Failed(e)).await;
+                    return;
+                }
+                self.gate.set_paused(pause);
+                paused = pause;
+                debug!(message = "Reader paused or resumed by the memory budget.", channel = %self.channel, paused, pending_bytes = self.gate.budget().used());
+            }
             tokio::select! {
                 biased;
                 probe = self.probes.recv() => {
@@ -86,7 +100,8 @@ impl ReaderTask {
                         }
                     }
                 }
-                msg = reader.recv() => {
+                _ = self.gate.budget().changed(), if paused => {}
+                msg = reader.recv(), if !paused => {
                     let raw = match msg {
                         Ok(raw) => raw,
                         Err(e) => {
@@ -96,6 +111,10 @@ impl ReaderTask {
                     };
                     for input in self.handle(raw) {
                         let fatal = matches!(input, Input::Failed(_));
+                        if let Input::Change { bytes, .. } = &input {
+                            // Given back by the source when the change is released.
+                            self.gate.budget().take(*bytes);
+                        }
                         if self.tx.send(input).await.is_err() || fatal {
                             return;
                         }

@@ -41,6 +41,7 @@ use crate::meta::load::LoadState;
 use crate::meta::watcher::{self, WatchTask};
 use crate::meta::{MetaCache, MetaChange};
 use crate::metrics::SourceMetrics;
+use crate::mq::budget::{Budget, Gate};
 use crate::mq::kafka::KafkaClient;
 use crate::mq::pulsar::PulsarClient;
 use crate::mq::{MqClient, Resolved, StartAt, BEFORE_FIRST};
@@ -74,6 +75,8 @@ pub struct MilvusSource {
 }
 
 struct Chan {
+    /// The reader's view of the memory budget (`None` for the etcd watch, which takes none).
+    gate: Option<Arc<Gate>>,
     rx: mpsc::Receiver<Input>,
     probe: mpsc::UnboundedSender<u64>,
     task: JoinHandle<()>,
@@ -93,6 +96,8 @@ struct Running {
     ready: VecDeque<Ready>,
     rr: usize,
     max_pending: usize,
+    /// Bytes of changes read and not released, over all channels (`max_pending_mib`).
+    budget: Arc<Budget>,
     buffer: usize,
     on_decode_error: crate::config::OnDecodeError,
     decode: DecodeOptions,
@@ -217,6 +222,7 @@ impl Running {
     fn spawn_reader(&mut self, name: &str, kind: ChannelKind, start: Resolved) {
         let (tx, rx) = mpsc::channel(self.buffer);
         let (probe, probes) = mpsc::unbounded_channel();
+        let gate = Gate::new(self.budget.clone());
         info!(message = "Reading source channel.", channel = name, start = ?start.start);
         if let StartAt::At(o) = &start.start {
             self.starts.insert(name.to_string(), o.clone());
@@ -233,13 +239,29 @@ impl Running {
             decode: self.decode,
             hold: TxnHold::new(self.max_pending),
             reconnect: self.reconnect,
+            gate: gate.clone(),
         };
         let task = tokio::spawn(task.run());
         let i = self.merger.add_channel(name, kind, Instant::now());
         if let Some(done) = start.done {
             self.merger.set_start(i, done);
         }
-        self.chans.push(Chan { rx, probe, task });
+        self.chans.push(Chan {
+            gate: Some(gate),
+            rx,
+            probe,
+            task,
+        });
+    }
+
+    /// Tells each reader whether the ordering waits on its channel (it then reads even with
+    /// the memory budget spent).
+    fn update_needed(&self, now: Instant) {
+        for (i, c) in self.chans.iter().enumerate() {
+            if let Some(g) = &c.gate {
+                g.set_needed(self.merger.is_needed(i, now));
+            }
+        }
     }
 
     fn refresh_live(&mut self) -> Result<(), EngineError> {
@@ -388,7 +410,14 @@ impl Running {
         let (group, since, fresh) = match self.attribution.take_held() {
             Some((g, since)) => (g, since, false),
             None => match self.merger.pop_releasable() {
-                Some(g) => (g, Instant::now(), true),
+                Some(g) => {
+                    for r in &g {
+                        if self.chans.get(r.channel).is_some_and(|c| c.gate.is_some()) {
+                            self.budget.give(r.bytes);
+                        }
+                    }
+                    (g, Instant::now(), true)
+                }
                 None => return Ok(false),
             },
         };
@@ -619,6 +648,10 @@ impl Source for MilvusSource {
             ready: VecDeque::new(),
             rr: 0,
             max_pending: cfg.max_pending_mib.saturating_mul(1 << 20),
+            budget: Budget::new(
+                cfg.max_pending_mib.saturating_mul(1 << 20),
+                self.source_metrics.pipeline(),
+            ),
             buffer: cfg.channel_buffer,
             on_decode_error: cfg.on_decode_error,
             decode: DecodeOptions {
@@ -659,7 +692,12 @@ impl Source for MilvusSource {
         if let Some(done) = meta_start {
             run.merger.set_start(meta_idx, done);
         }
-        run.chans.push(Chan { rx, probe, task });
+        run.chans.push(Chan {
+            gate: None,
+            rx,
+            probe,
+            task,
+        });
 
         for (name, start) in starts {
             let kind = if name == replicate {
@@ -752,6 +790,7 @@ impl Source for MilvusSource {
             }
             let now = Instant::now();
             run.maybe_round(now);
+            run.update_needed(now);
             let input = tokio::select! {
                 x = poll_fn(|cx| run.poll_inputs(cx, now)) => Some(x),
                 _ = tokio::time::sleep(POLL_SLEEP) => None,

@@ -1,6 +1,7 @@
 //! `milvus-cdc bench-decode`: how fast Milvus messages are decoded compared with how fast the
 //! broker hands them out. Reads the DML topics twice from the beginning with a plain
-//! consumer: once only counting bytes (the raw consume rate), once decoding every message
+//! consumer per topic, from `--last` messages before its end: once only counting bytes (the
+//! raw consume rate), once decoding every message
 //! (MsgHeader, then the typed message with its column data). Prints both rates and their
 //! ratio; the target is a ratio of at least 0.8.
 
@@ -31,8 +32,14 @@ impl Pass {
     }
 }
 
-/// Run the benchmark; `topics` empty means every `{cluster}-rootcoord-dml_*` topic.
-pub fn bench_decode(brokers: &str, cluster: &str, topics: &[String]) -> anyhow::Result<()> {
+/// Run the benchmark on the `last` newest messages of each topic; `topics` empty means every
+/// `{cluster}-rootcoord-dml_*` topic.
+pub fn bench_decode(
+    brokers: &str,
+    cluster: &str,
+    topics: &[String],
+    last: i64,
+) -> anyhow::Result<()> {
     let topics = if topics.is_empty() {
         dml_topics(brokers, cluster)?
     } else {
@@ -42,9 +49,9 @@ pub fn bench_decode(brokers: &str, cluster: &str, topics: &[String]) -> anyhow::
         bail!("no topic {cluster}-rootcoord-dml_* on {brokers}: write some rows to the source first (or pass --topic)");
     }
     eprintln!("bench-decode: topics {topics:?} on {brokers}");
-    let raw = pass(brokers, &topics, false)?;
-    let decoded = pass(brokers, &topics, true)?;
-    let raw2 = pass(brokers, &topics, false)?;
+    let raw = pass(brokers, &topics, false, last)?;
+    let decoded = pass(brokers, &topics, true, last)?;
+    let raw2 = pass(brokers, &topics, false, last)?;
     // The better raw pass: the broker's page cache is warm for both.
     let raw = if raw2.seconds < raw.seconds {
         raw2
@@ -83,9 +90,8 @@ fn consumer(brokers: &str) -> anyhow::Result<BaseConsumer> {
         .set("enable.partition.eof", "true")
         .set("fetch.max.bytes", "16777216")
         .set("max.partition.fetch.bytes", "4194304")
-        // The noida broker was seen answering a multi-topic fetch with 120 MB, above
-        // librdkafka's default limit of 100 MB.
-        .set("receive.message.max.bytes", "536870912")
+        // The noida broker ignores the fetch limits (see `pass`).
+        .set("receive.message.max.bytes", "1073741824")
         .create()
         .with_context(|| format!("cannot create a Kafka consumer for {brokers}"))
 }
@@ -106,35 +112,46 @@ fn dml_topics(brokers: &str, cluster: &str) -> anyhow::Result<Vec<String>> {
     Ok(t)
 }
 
-fn pass(brokers: &str, topics: &[String], decode: bool) -> anyhow::Result<Pass> {
-    let c = consumer(brokers)?;
-    let md = c.fetch_metadata(None, Duration::from_secs(10))?;
-    let mut tpl = TopicPartitionList::new();
-    let mut pending = 0usize;
-    for t in md
-        .topics()
-        .iter()
-        .filter(|t| topics.iter().any(|n| n == t.name()))
-    {
-        for p in t.partitions() {
-            let (low, high) = c.fetch_watermarks(t.name(), p.id(), Duration::from_secs(10))?;
-            if high > low {
-                tpl.add_partition_offset(t.name(), p.id(), Offset::Offset(low))?;
-                pending += 1;
-            }
-        }
-    }
+/// One pass: each topic in turn with its own consumer (as the source reads them), from
+/// `last` messages before its end. noida-db (the dev broker) ignores the fetch size limits and
+/// answers a fetch with everything past the offset over all assigned topics: one consumer of
+/// every topic from the beginning got a response over `receive.message.max.bytes` once the
+/// topics held more than that, and librdkafka then reconnects and fetches again for ever ("no
+/// message for 10s").
+fn pass(brokers: &str, topics: &[String], decode: bool, last: i64) -> anyhow::Result<Pass> {
     let mut out = Pass::default();
-    if pending == 0 {
-        return Ok(out);
+    for topic in topics {
+        pass_topic(brokers, topic, decode, last, &mut out)?;
     }
+    Ok(out)
+}
+
+fn pass_topic(
+    brokers: &str,
+    topic: &str,
+    decode: bool,
+    last: i64,
+    out: &mut Pass,
+) -> anyhow::Result<()> {
+    let c = consumer(brokers)?;
+    let (low, high) = c.fetch_watermarks(topic, 0, Duration::from_secs(10))?;
+    let from = low.max(high - last);
+    if high <= from {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(from))?;
     c.assign(&tpl)?;
     let start = Instant::now();
-    while pending > 0 {
+    loop {
         match c.poll(Duration::from_secs(10)) {
-            None => bail!("no message for 10s before the end of the topics"),
-            Some(Err(KafkaError::PartitionEOF(_))) => pending -= 1,
-            Some(Err(e)) => bail!("consuming: {e}"),
+            None => bail!(
+                "no message from {topic} for 10s before its end (offset {from}..{high}); \
+                 a fetch response over receive.message.max.bytes looks like this: try a \
+                 smaller --last"
+            ),
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => bail!("consuming {topic}: {e}"),
             Some(Ok(m)) => {
                 let payload = m.payload().unwrap_or_default();
                 out.messages += 1;
@@ -152,9 +169,12 @@ fn pass(brokers: &str, topics: &[String], decode: bool) -> anyhow::Result<Pass> 
                         Err(_) => out.errors += 1,
                     }
                 }
+                if m.offset() + 1 >= high {
+                    break;
+                }
             }
         }
     }
-    out.seconds = start.elapsed().as_secs_f64();
-    Ok(out)
+    out.seconds += start.elapsed().as_secs_f64();
+    Ok(())
 }

@@ -94,6 +94,9 @@ enum Command {
         /// Only these topics (repeatable); default: every DML topic of the cluster.
         #[arg(long)]
         topic: Vec<String>,
+        /// Messages read per topic, the newest ones.
+        #[arg(long, default_value_t = 2000)]
+        last: i64,
     },
     /// Decode a base64 Milvus `MsgPosition` (as used by positions in the HTTP API).
     DecodePosition {
@@ -168,11 +171,12 @@ fn main() -> ExitCode {
                 brokers,
                 cluster,
                 topic,
-            } => {
-                tokio::task::spawn_blocking(move || bench::bench_decode(&brokers, &cluster, &topic))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("benchmark task failed: {e}"))?
-            }
+                last,
+            } => tokio::task::spawn_blocking(move || {
+                bench::bench_decode(&brokers, &cluster, &topic, last)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("benchmark task failed: {e}"))?,
             Command::Serve { .. } => match server_config {
                 Some(c) => cdc_server::serve(c).await,
                 None => Err(anyhow::anyhow!("no server configuration")),

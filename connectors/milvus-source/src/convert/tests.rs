@@ -413,6 +413,7 @@ fn a_gc_drop_partition_is_named_from_etcd_or_reported_unattributed() {
         channel: 0,
         offset: vec![0; 8],
         ts: 7,
+        bytes: 0,
         payload: gc_drop(42),
     }];
     conv.convert(group, &mut ctx, &mut out).unwrap();
@@ -535,6 +536,7 @@ mod partition_loads {
                 channel: 0,
                 offset: (i as i64).to_be_bytes().to_vec(),
                 ts,
+                bytes: 0,
                 payload,
             }];
             conv.convert(group, &mut ctx, &mut out).unwrap();

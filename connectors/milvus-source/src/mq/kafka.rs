@@ -144,8 +144,19 @@ impl KafkaClient {
             // The broker answers a waiting fetch as soon as data arrives; this only bounds how
             // long an idle fetch is held (lower values cost broker CPU for nothing).
             ("fetch.wait.max.ms", "100".into()),
-            // Prefetched per channel; bounds memory during catch-up (4 MiB is ~10 full fetches).
-            ("queued.max.messages.kbytes", "4096".into()),
+            // What librdkafka prefetches per channel: with a broker that honours the fetch
+            // limits, at most `queued.max.messages.kbytes` plus one fetch (`fetch.max.bytes`)
+            // per channel, whatever the backlog. Above that the source's own budget
+            // (`max_pending_mib`) pauses the partition. noida-db (the dev broker) ignores the
+            // fetch limits: each fetch returns everything past the offset (README
+            // "Benchmarks").
+            ("queued.max.messages.kbytes", "2048".into()),
+            ("fetch.max.bytes", "4194304".into()),
+            ("max.partition.fetch.bytes", "1048576".into()),
+            // A response over this limit is dropped and fetched again for ever. Compliant
+            // brokers stay near `fetch.max.bytes`; noida-db answered one channel's fetch with
+            // its whole backlog (200 MB for 400 messages of 500 kB), so the ceiling is high.
+            ("receive.message.max.bytes", "1073741824".into()),
             ("client.id", "milvus-cdc-source".into()),
         ]
         .into_iter()
@@ -399,6 +410,29 @@ impl MqReader for KafkaReader {
 
     fn last_read(&self) -> Option<Offset> {
         self.last_read.clone()
+    }
+
+    fn set_paused(&mut self, paused: bool) -> Result<(), EngineError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, 0);
+        // librdkafka drops what it prefetched on pause and fetches again from the last
+        // message delivered on resume: nothing is skipped or read twice.
+        let res = if paused {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        tracing::debug!(message = "Kafka partition paused or resumed.", channel = %self.topic, paused);
+        res.map_err(|e| {
+            read_err(
+                format!(
+                    "cannot {} Kafka topic {}",
+                    if paused { "pause" } else { "resume" },
+                    self.topic
+                ),
+                &e,
+            )
+        })
     }
 }
 

@@ -19,6 +19,7 @@ use cdc_engine::{EngineError, Offset};
 
 use crate::decode::RawMessage;
 
+pub mod budget;
 pub mod kafka;
 pub mod pulsar;
 pub mod resilient;
@@ -66,6 +67,13 @@ pub trait MqReader: Send {
 
     /// Offset of the newest message consumed, or of the one just before the start position.
     fn last_read(&self) -> Option<Offset>;
+
+    /// Stops (`true`) or restarts fetching from the broker while the source's memory budget
+    /// is spent ([`budget`]); `recv` is not called while paused. The default does nothing
+    /// (the client then buffers what its own settings allow).
+    fn set_paused(&mut self, _paused: bool) -> Result<(), EngineError> {
+        Ok(())
+    }
 }
 
 /// Whether a reader whose last read offset is `last_read` has consumed `target`.

@@ -29,6 +29,8 @@ pub struct ResilientReader {
     retry_at: Option<Instant>,
     site: OutageSite,
     policy: RetryPolicy,
+    /// Fetching is paused ([`MqReader::set_paused`]); a reopened reader is paused too.
+    paused: bool,
 }
 
 impl ResilientReader {
@@ -56,6 +58,7 @@ impl ResilientReader {
             retry_at: None,
             site,
             policy,
+            paused: false,
         }
     }
 
@@ -77,7 +80,13 @@ impl ResilientReader {
                 other => other,
             };
             match opened {
-                Ok(r) => {
+                Ok(mut r) => {
+                    if self.paused {
+                        if let Err(e) = r.set_paused(true) {
+                            self.failed(e)?;
+                            continue;
+                        }
+                    }
                     if let Some(o) = self.outage.take() {
                         o.recovered();
                     }
@@ -129,6 +138,18 @@ impl MqReader for ResilientReader {
                 format!("channel {}: reconnecting to the broker", self.channel),
             )
             .retriable()),
+        }
+    }
+
+    fn set_paused(&mut self, paused: bool) -> Result<(), EngineError> {
+        self.paused = paused;
+        match &mut self.reader {
+            Some(r) => match r.set_paused(paused) {
+                Ok(()) => Ok(()),
+                // Reopened (and paused as asked) by the next `recv`.
+                Err(e) => self.failed(e),
+            },
+            None => Ok(()),
         }
     }
 

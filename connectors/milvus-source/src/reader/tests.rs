@@ -100,6 +100,7 @@ fn task(pipeline: &str, max_bytes: usize) -> ReaderTask {
         decode: DecodeOptions::default(),
         hold: TxnHold::new(max_bytes),
         reconnect: Default::default(),
+        gate: crate::mq::budget::Gate::new(crate::mq::budget::Budget::new(1 << 30, pipeline)),
     }
 }
 
@@ -315,4 +316,111 @@ fn replicated_messages_are_skipped_and_counted_when_asked() {
             .skipped_count("by-dev-rootcoord-dml_0", SkipReason::Replicated, "Insert"),
         1
     );
+}
+
+/// The memory budget on the real broker (`MCDC_E2E=1`, `MCDC_KAFKA`): a reader whose channel
+/// the ordering does not wait on stops once the changes it sent and nobody released reach the
+/// bound, however large the backlog; it resumes as they are released, and every message
+/// arrives once, in order. Without the budget the reader would buffer the whole backlog in
+/// its (here large) channel to the source and never pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_pauses_at_the_memory_budget_on_a_backlog() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use std::time::Duration;
+
+    if std::env::var_os("MCDC_E2E").is_none() {
+        println!("SKIP a_reader_pauses_at_the_memory_budget_on_a_backlog: MCDC_E2E is not set");
+        return;
+    }
+    let broker = std::env::var("MCDC_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let topic = format!("budget{nanos}-rootcoord-dml_0");
+    const N: i64 = 300;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker)
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    let mut size = 0;
+    for i in 0..N {
+        let m = insert(i, tt(i as u64 + 1), None);
+        size = size.max(m.payload.len());
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &m.properties {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .payload(&m.payload[..])
+                    .headers(headers),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce {i} to {topic}: {e}"));
+    }
+
+    let max = 20 * size;
+    let budget = crate::mq::budget::Budget::new(max, "budget-e2e");
+    let kafka = KafkaConfig {
+        brokers: vec![broker.clone()],
+        options: Default::default(),
+    };
+    let (tx, mut rx) = mpsc::channel(10_000);
+    let (_probe, probes) = mpsc::unbounded_channel();
+    let mut t = task("budget-e2e", 1 << 20);
+    t.client = Arc::new(crate::mq::kafka::KafkaClient::new(&kafka, "budget-e2e"));
+    t.channel = topic.clone();
+    t.tx = tx;
+    t.probes = probes;
+    t.gate = crate::mq::budget::Gate::new(budget.clone());
+    let reader = tokio::spawn(t.run());
+
+    // Wait (bounded, not timed) for the reader to pause on the spent budget.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while budget.pauses() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader never paused: {} bytes taken, bound {max}, {} changes buffered",
+            budget.used(),
+            rx.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        rx.len() < N as usize / 2,
+        "paused with {} of {N} buffered",
+        rx.len()
+    );
+    // Release each change as the source would; everything arrives, in order.
+    let mut next = 0;
+    while next < N {
+        let input = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("a change within 60 s")
+            .expect("reader alive");
+        match input {
+            Input::Change { offset, bytes, .. } => {
+                assert_eq!(off(&offset), next, "in order, once");
+                budget.give(bytes);
+                next += 1;
+            }
+            Input::Failed(e) => panic!("reader failed: {e}"),
+            _ => {}
+        }
+    }
+    reader.abort();
+    assert!(
+        budget.peak() <= max + size,
+        "peak {} over the bound {max} plus one message of {size}",
+        budget.peak()
+    );
+    assert!(budget.pauses() >= 1);
 }
