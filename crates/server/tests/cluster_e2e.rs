@@ -141,8 +141,11 @@ fn an_instance_cut_from_etcd_stops_committing_and_the_survivor_stays_exact() {
     let b = Instance::new(&env, dir.path(), "b", &etcd.endpoint, "h16cut");
     proxy.cut.store(true, Ordering::SeqCst);
     let cut_at = Instant::now();
-    // the relay drops its connections within 200 ms; commits already in flight may land
-    std::thread::sleep(Duration::from_millis(1000));
+    // The relay drops its connections within 200 ms, yet commits of a were seen landing up to
+    // ~2 s after the cut (not understood yet: in-flight requests or a reconnect through the
+    // relay). Every one of them was made under a's valid lease (no history violation); count
+    // from when that lease has certainly expired (TTL + 1 s): from then on a must not commit.
+    std::thread::sleep(Duration::from_secs(TTL + 1));
     let rev_cut = history::revision(&etcd.endpoint);
     let inserts: Vec<Child> = dbs.iter().map(|db| env.insert(db, rows, 200)).collect();
     wait_owned(&b, &tasks, &["b"], Duration::from_secs(TTL * 5));
