@@ -230,15 +230,8 @@ impl ReplicateSink {
         }
     }
 
-    fn failure(&self) -> Option<EngineError> {
-        self.failed.lock().ok().and_then(|s| s.clone())
-    }
-
     fn check(&self) -> Result<(), EngineError> {
-        match self.failure() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        crate::writer::check_failure(&self.failed)
     }
 
     /// Waits until every sender has produced and the standby acknowledged all it was given.
@@ -255,8 +248,7 @@ impl ReplicateSink {
         }
         self.check()?;
         if self.senders.values().any(|s| s.is_finished()) {
-            return Err(self
-                .failure()
+            return Err(crate::writer::recorded_failure(&self.failed)
                 .unwrap_or_else(|| self.err("a replicate sender stopped".to_string())));
         }
         Ok(())

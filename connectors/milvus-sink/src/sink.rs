@@ -52,14 +52,11 @@ impl MilvusSink {
 
     /// The first writer failure, if any.
     fn failure(&self) -> Option<EngineError> {
-        self.failed.lock().ok().and_then(|s| s.clone())
+        crate::writer::recorded_failure(&self.failed)
     }
 
     fn check(&self) -> Result<(), EngineError> {
-        match self.failure() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        crate::writer::check_failure(&self.failed)
     }
 
     /// Wait until every writer has sent and the target acknowledged all it was given.

@@ -32,6 +32,16 @@ pub(crate) enum WriterMsg {
 /// The first failure of any writer; once set, the sink reports it and stops.
 pub(crate) type FailSlot = Arc<Mutex<Option<EngineError>>>;
 
+/// The failure recorded in `slot`, if any.
+pub(crate) fn recorded_failure(slot: &FailSlot) -> Option<EngineError> {
+    slot.lock().ok().and_then(|s| s.clone())
+}
+
+/// `Err` with the recorded failure once there is one.
+pub(crate) fn check_failure(slot: &FailSlot) -> Result<(), EngineError> {
+    recorded_failure(slot).map_or(Ok(()), Err)
+}
+
 /// Record `e` unless an earlier failure is already recorded.
 pub(crate) fn record_failure(slot: &FailSlot, e: EngineError) {
     if let Ok(mut s) = slot.lock() {
